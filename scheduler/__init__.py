@@ -1,1 +1,3 @@
 """Corral control plane."""
+
+__version__ = "0.1.0"

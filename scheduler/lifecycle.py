@@ -1,0 +1,62 @@
+"""Pure decisions about a job's attempts: did it succeed, fail, and what comes next."""
+
+from __future__ import annotations
+
+import signal as signals
+from dataclasses import dataclass
+from enum import StrEnum
+
+from scheduler.jobstate import JobState
+from scheduler.model import AttemptRecord, WorkerPhase, WorkerRecord
+
+
+class Verdict(StrEnum):
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class AttemptJudgement:
+    verdict: Verdict
+    reason: str = ""
+
+
+def describe_exit(worker: WorkerRecord) -> str:
+    if worker.phase is WorkerPhase.FAILED_TO_START:
+        return f"rank {worker.rank} on {worker.node_name} failed to start: {worker.message}"
+    if worker.signal:
+        try:
+            name = signals.Signals(worker.signal).name
+        except ValueError:
+            name = f"signal {worker.signal}"
+        return f"rank {worker.rank} on {worker.node_name} was killed by {name}"
+    detail = f" ({worker.message})" if worker.message else ""
+    return f"rank {worker.rank} on {worker.node_name} exited with code {worker.exit_code}{detail}"
+
+
+def judge_attempt(attempt: AttemptRecord) -> AttemptJudgement:
+    """The first worker to fail fails the gang: its peers cannot go on without it."""
+    failed = [w for w in attempt.workers if not w.phase.holds_devices and not w.succeeded]
+    if failed:
+        first = min(failed, key=lambda w: (w.ended_at or 0.0, w.rank))
+        return AttemptJudgement(Verdict.FAILED, describe_exit(first))
+    if attempt.workers and all(w.succeeded for w in attempt.workers):
+        return AttemptJudgement(Verdict.SUCCEEDED, "all workers exited 0")
+    return AttemptJudgement(Verdict.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class NextStep:
+    state: JobState
+    reason: str
+    counts_as_restart: bool
+
+
+def after_failed_attempt(failure: str, restarts: int, max_restarts: int) -> NextStep:
+    if restarts < max_restarts:
+        return NextStep(
+            JobState.PENDING, f"restarting ({restarts + 1}/{max_restarts}) after: {failure}", True
+        )
+    limit = f" (max_restarts {max_restarts} used)" if max_restarts else ""
+    return NextStep(JobState.FAILED, f"{failure}{limit}", False)

@@ -1,0 +1,126 @@
+"""Plain records the control plane keeps in memory and the store persists.
+
+They carry no I/O, so decision functions take them (or views of them) as their snapshot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from scheduler.jobstate import JobState
+
+
+class WorkerPhase(StrEnum):
+    PLACED = "placed"  # start sent, not yet confirmed
+    RUNNING = "running"
+    EXITED = "exited"  # ended by itself or by a stop; exit_code/signal say how
+    FAILED_TO_START = "failed_to_start"
+
+    @property
+    def holds_devices(self) -> bool:
+        return self in (WorkerPhase.PLACED, WorkerPhase.RUNNING)
+
+
+@dataclass
+class DeviceRecord:
+    node_name: str
+    index: int
+    vendor: str
+    model: str
+    uuid: str = ""
+    memory_bytes: int = 0
+    power_limit_min_w: float = 0.0
+    power_limit_max_w: float = 0.0
+    power_limit_default_w: float = 0.0
+    power_limit_settable: bool = False
+    bus_id: str = ""
+    peer_indices: list[int] = field(default_factory=list)
+    interconnect: str = ""
+    simulated: bool = False
+    visibility_env: str = ""
+    health: str = "HEALTHY"
+
+
+@dataclass
+class NodeRecord:
+    name: str
+    first_seen: float
+    last_seen: float
+    address: str = ""
+    hostname: str = ""
+    backend: str = ""
+    simulated: bool = False
+    agent_version: str = ""
+    instance_id: str = ""
+    cpu_count: int = 0
+    memory_bytes: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    cordoned: bool = False
+    cordon_reason: str = ""
+    draining: bool = False
+    devices: list[DeviceRecord] = field(default_factory=list)
+
+
+@dataclass
+class WorkerRecord:
+    workload_id: str
+    job_id: str
+    attempt: int
+    rank: int
+    node_name: str
+    device_indices: list[int]
+    phase: WorkerPhase = WorkerPhase.PLACED
+    exit_code: int | None = None
+    signal: int | None = None
+    message: str = ""
+    progress_step: int = 0
+    checkpoint_step: int = 0
+    checkpoint_path: str = ""
+    started_at: float | None = None
+    ended_at: float | None = None
+
+    @property
+    def succeeded(self) -> bool:
+        return self.phase is WorkerPhase.EXITED and self.exit_code == 0 and not self.signal
+
+
+@dataclass
+class AttemptRecord:
+    job_id: str
+    number: int
+    started_at: float
+    ended_at: float | None = None
+    outcome: str = ""
+    master_addr: str = ""
+    master_port: int = 0
+    workers: list[WorkerRecord] = field(default_factory=list)
+
+    @property
+    def all_exited(self) -> bool:
+        return all(not w.phase.holds_devices for w in self.workers)
+
+
+@dataclass
+class JobRecord:
+    id: str
+    name: str
+    spec: dict[str, Any]  # the validated JobSpec, dumped
+    state: JobState
+    created_at: float
+    updated_at: float
+    owner: str = ""
+    reason: str = ""
+    queue: str = "default"
+    priority: int = 0
+    restarts: int = 0
+    attempts: list[AttemptRecord] = field(default_factory=list)
+
+    @property
+    def current_attempt(self) -> AttemptRecord | None:
+        return self.attempts[-1] if self.attempts else None
+
+
+def workload_id(job_id: str, attempt: int, rank: int) -> str:
+    return f"{job_id}.{attempt}.{rank}"

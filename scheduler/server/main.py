@@ -1,0 +1,90 @@
+"""`corral server`: the control plane process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from pathlib import Path
+
+import grpc
+from corral.v1 import agent_pb2_grpc, cluster_pb2_grpc, job_pb2_grpc, node_pb2_grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from scheduler.server.agent_service import AgentServicer
+from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServicer
+from scheduler.server.controlplane import ControlPlane
+from scheduler.store import Store
+
+log = logging.getLogger("corral.server")
+
+SERVICE_NAMES = (
+    "corral.v1.AgentService",
+    "corral.v1.JobService",
+    "corral.v1.NodeService",
+    "corral.v1.ClusterService",
+)
+
+
+def _server_credentials() -> grpc.ServerCredentials | None:
+    """The seam for mTLS: credentials will come from configuration, not code changes."""
+    return None
+
+
+async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = None) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store.open(data_dir)
+    cp = ControlPlane(store, data_dir)
+    cp.load()
+    server = grpc.aio.server(
+        options=[
+            ("grpc.keepalive_time_ms", 20_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+            ("grpc.max_concurrent_streams", 100_000),
+        ]
+    )
+    agents = AgentServicer(cp)
+    agent_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
+    job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(cp), server)
+    node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(cp), server)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(cp, agents), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    creds = _server_credentials()
+    port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
+    host = listen.rsplit(":", 1)[0]
+    await server.start()
+    await cp.start()
+    for name in ("", *SERVICE_NAMES):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    address = f"{host}:{port}"
+    # Written only once listening, so `corral up` and tests can wait on it.
+    tmp = data_dir / "server.addr.tmp"
+    tmp.write_text(address + "\n")
+    tmp.replace(data_dir / "server.addr")
+    log.info(
+        "corral server listening on %s (store %s, schema %s)", address, store.url, store.schema_version()
+    )
+    print(f"corral server listening on {address}", flush=True)
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        log.info("corral server stopping")
+        await health_servicer.enter_graceful_shutdown()
+        await cp.stop()
+        await server.stop(grace=2.0)
+        (data_dir / "server.addr").unlink(missing_ok=True)
+        store.close()
+
+
+def serve(listen: str, data_dir: Path) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(run_server(listen, data_dir))

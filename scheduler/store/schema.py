@@ -1,0 +1,136 @@
+"""The store's tables, in SQLAlchemy Core: one schema for SQLite and PostgreSQL.
+
+Times are float seconds since the epoch (portable, and what the control plane's clock
+gives). JSON columns hold lists and maps that are only ever read whole. Changes to this
+file need a migration in `migrations/versions/`.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Float,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+metadata = MetaData()
+
+nodes = Table(
+    "nodes",
+    metadata,
+    Column("name", String(253), primary_key=True),
+    Column("address", String(255), nullable=False, default=""),
+    Column("hostname", String(255), nullable=False, default=""),
+    Column("backend", String(64), nullable=False, default=""),
+    Column("simulated", Boolean, nullable=False, default=False),
+    Column("agent_version", String(64), nullable=False, default=""),
+    Column("instance_id", String(64), nullable=False, default=""),
+    Column("cpu_count", Integer, nullable=False, default=0),
+    Column("memory_bytes", BigInteger, nullable=False, default=0),
+    Column("labels", JSON, nullable=False, default=dict),
+    Column("cordoned", Boolean, nullable=False, default=False),
+    Column("cordon_reason", Text, nullable=False, default=""),
+    Column("draining", Boolean, nullable=False, default=False),
+    Column("first_seen", Float, nullable=False),
+    Column("last_seen", Float, nullable=False),
+)
+
+devices = Table(
+    "devices",
+    metadata,
+    Column("node_name", String(253), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("vendor", String(64), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("uuid", String(128), nullable=False, default=""),
+    Column("memory_bytes", BigInteger, nullable=False, default=0),
+    Column("power_limit_min_w", Float, nullable=False, default=0.0),
+    Column("power_limit_max_w", Float, nullable=False, default=0.0),
+    Column("power_limit_default_w", Float, nullable=False, default=0.0),
+    Column("power_limit_settable", Boolean, nullable=False, default=False),
+    Column("bus_id", String(64), nullable=False, default=""),
+    Column("peer_indices", JSON, nullable=False, default=list),
+    Column("interconnect", String(64), nullable=False, default=""),
+    Column("simulated", Boolean, nullable=False, default=False),
+    Column("visibility_env", String(64), nullable=False, default=""),
+    Column("health", String(16), nullable=False, default="HEALTHY"),
+    ForeignKeyConstraint(["node_name"], ["nodes.name"], ondelete="CASCADE"),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("name", String(63), nullable=False),
+    Column("owner", String(128), nullable=False, default=""),
+    Column("spec", JSON, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("queue", String(63), nullable=False, default="default"),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("restarts", Integer, nullable=False, default=0),
+    Column("current_attempt", Integer, nullable=False, default=0),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_jobs_state", "state"),
+)
+
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("started_at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("outcome", Text, nullable=False, default=""),
+    Column("master_addr", String(255), nullable=False, default=""),
+    Column("master_port", Integer, nullable=False, default=0),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+)
+
+placements = Table(
+    "placements",
+    metadata,
+    Column("workload_id", String(128), primary_key=True),
+    Column("job_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("node_name", String(253), nullable=False),
+    Column("device_indices", JSON, nullable=False, default=list),
+    Column("phase", String(16), nullable=False),
+    Column("exit_code", Integer, nullable=True),
+    Column("signal", Integer, nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("progress_step", BigInteger, nullable=False, default=0),
+    Column("checkpoint_step", BigInteger, nullable=False, default=0),
+    Column("checkpoint_path", Text, nullable=False, default=""),
+    Column("started_at", Float, nullable=True),
+    Column("ended_at", Float, nullable=True),
+    ForeignKeyConstraint(["job_id", "attempt"], ["attempts.job_id", "attempts.number"], ondelete="CASCADE"),
+    Index("ix_placements_job", "job_id", "attempt"),
+    Index("ix_placements_node_phase", "node_name", "phase"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("job_id", String(64), nullable=True),
+    Column("node_name", String(253), nullable=True),
+    Column("state", String(16), nullable=True),
+    Column("message", Text, nullable=False, default=""),
+    Column("data", JSON, nullable=False, default=dict),
+    Index("ix_events_job", "job_id", "id"),
+    Index("ix_events_node", "node_name", "id"),
+)

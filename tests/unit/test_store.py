@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from scheduler.jobstate import JobState
+from scheduler.model import AttemptRecord, DeviceRecord, JobRecord, NodeRecord, WorkerPhase, WorkerRecord
+from scheduler.store import Store
+from scheduler.server.ingest import LagTracker
+from scheduler.server.logstore import LogStore
+
+
+def test_migrations_create_a_wal_sqlite_file_and_are_idempotent(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    assert store.schema_version() == "0001"
+    store.migrate()
+    assert store.schema_version() == "0001"
+    store.close()
+    conn = sqlite3.connect(tmp_path / "corral.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"nodes", "devices", "jobs", "attempts", "placements", "events", "alembic_version"} <= tables
+
+
+def test_state_survives_reopening(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    node = NodeRecord("n0", 1.0, 2.0, address="127.0.0.1", backend="simulated", simulated=True, cordoned=True,
+                      devices=[DeviceRecord("n0", i, "nvidia", "H100", peer_indices=[1 - i]) for i in range(2)])
+    store.upsert_node(node)
+    job = JobRecord("j-1", "train", {"name": "train", "workers": 1}, JobState.PENDING, 1.0, 1.0, owner="ana")
+    store.insert_job(job)
+    job.state = JobState.PLACED
+    attempt = AttemptRecord("j-1", 1, 3.0, master_addr="127.0.0.1", master_port=29500,
+                            workers=[WorkerRecord("j-1.1.0", "j-1", 1, 0, "n0", [0, 1])])
+    job.attempts.append(attempt)
+    store.insert_attempt(job, attempt)
+    attempt.workers[0].phase = WorkerPhase.EXITED
+    attempt.workers[0].exit_code = 0
+    store.update_worker(attempt.workers[0])
+    store.append_event("state", "placed", job_id="j-1", state="PLACED")
+    store.close()
+
+    again = Store.open(tmp_path)
+    [n] = again.load_nodes()
+    assert n.cordoned and [d.peer_indices for d in n.devices] == [[1], [0]]
+    [j] = again.load_jobs()
+    assert j.state is JobState.PLACED and j.owner == "ana"
+    [a] = j.attempts
+    assert a.master_port == 29500 and a.workers[0].phase is WorkerPhase.EXITED and a.workers[0].device_indices == [0, 1]
+    [e] = again.events(job_id="j-1")
+    assert e["message"] == "placed" and e["state"] == "PLACED"
+
+
+def test_log_store_is_idempotent_by_offset(tmp_path: Path) -> None:
+    logs = LogStore(tmp_path)
+    assert logs.append("j", 1, 0, 0, b"hello ") == 6
+    assert logs.append("j", 1, 0, 0, b"hello ") == 6          # resent chunk: nothing new
+    assert logs.append("j", 1, 0, 3, b"lo world") == 11       # overlapping chunk: only the tail
+    assert logs.append("j", 1, 0, 20, b"gap") == 11           # gap: refused, agent resumes from 11
+    assert logs.read("j", 1, 0, 0) == b"hello world"
+    assert logs.read("j", 1, 0, 6) == b"world"
+
+
+def test_lag_percentiles_over_window() -> None:
+    lag = LagTracker(window_s=10)
+    for i in range(100):
+        lag.record(received_at=100.0 + i * 0.01, sampled_at=100.0 + i * 0.01 - (0.5 if i == 99 else 0.01))
+    s = lag.summary(now=101.0)
+    assert s.messages == 100 and abs(s.p50_s - 0.01) < 1e-9 and abs(s.max_s - 0.5) < 1e-9
+    assert lag.summary(now=200.0).messages == 0 and lag.total == 100
