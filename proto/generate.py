@@ -24,7 +24,9 @@ BIN = Path(sys.executable).parent
 def generate(out_root: Path) -> list[Path]:
     sources = sorted(PACKAGE_DIR.glob("*.proto"))
     cmd = [
-        sys.executable, "-m", "grpc_tools.protoc",
+        sys.executable,
+        "-m",
+        "grpc_tools.protoc",
         f"-I{PROTO_ROOT}",
         f"--python_out={out_root}",
         f"--plugin=protoc-gen-mypy={BIN / 'protoc-gen-mypy'}",
@@ -43,7 +45,9 @@ def committed_files() -> list[Path]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--check", action="store_true", help="fail if generated code is stale")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:

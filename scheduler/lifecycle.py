@@ -31,7 +31,8 @@ def describe_exit(worker: WorkerRecord) -> str:
         except ValueError:
             name = f"signal {worker.signal}"
         return f"rank {worker.rank} on {worker.node_name} was killed by {name}"
-    detail = f" ({worker.message})" if worker.message else ""
+    # The agent's own message repeats the code; only the control plane's notes (lost workers) add to it.
+    detail = f" ({worker.message})" if worker.message.startswith("lost:") else ""
     return f"rank {worker.rank} on {worker.node_name} exited with code {worker.exit_code}{detail}"
 
 

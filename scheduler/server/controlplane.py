@@ -305,6 +305,13 @@ class ControlPlane:
                     )
                 )
 
+    def _requeue(self, job: JobRecord, attempt: AttemptRecord, why: str) -> None:
+        """Back to the queue without spending a restart: the platform moved it, the job did not fail."""
+        self._decide_attempt(attempt, f"preempted: {why}")
+        self._transition(job, JobState.PENDING, f"requeued: {why}")
+        self._stop_workers(attempt, why)
+        self.kick()
+
     def _decide_attempt(self, attempt: AttemptRecord, outcome: str) -> None:
         attempt.outcome = outcome
         self.store.update_attempt(attempt)
@@ -347,6 +354,8 @@ class ControlPlane:
             w.signal = status.signal or None
             w.message = status.message
             w.ended_at = now
+            if status.agent_shutdown and not attempt.outcome and not job.state.terminal:
+                self._requeue(job, attempt, f"the agent on {w.node_name} shut down")
             self.store.update_worker(w)
             self._event(
                 "worker",
@@ -416,6 +425,8 @@ class ControlPlane:
             node_name=reg.node_name, telemetry_interval_s=self.telemetry_interval_s, log_offsets=offsets
         )
         session.send(register_ack=ack)
+        if rt.record.draining:  # a restarted agent forgets; the control plane remembers
+            session.send(drain=agent_pb2.Drain(reason=rt.record.cordon_reason))
         self._reconcile(rt, reg, on_node)
         self.kick()
         return ack
@@ -470,6 +481,11 @@ class ControlPlane:
             self.on_workload_status(msg.workload)
         elif body == "health":
             self._on_health(rt, msg.health)
+        elif body == "leaving":
+            rt.leaving = True
+            self._event(
+                "node", f"node {rt.record.name} is leaving: {msg.leaving.reason}", node_name=rt.record.name
+            )
         elif body == "command_result" and not msg.command_result.ok:
             self._event(
                 "node",
@@ -530,6 +546,8 @@ class ControlPlane:
 
     def uncordon(self, name: str) -> NodeRuntime:
         rt = self.node(name)
+        if rt.record.draining and rt.session is not None:
+            rt.session.send(drain=agent_pb2.Drain(lift=True))
         self.nodes.set_marks(name, cordoned=False, draining=False, reason="")
         self._event("node", f"node {name} uncordoned", node_name=name)
         self.kick()
@@ -558,9 +576,7 @@ class ControlPlane:
                         node.session.send(
                             checkpoint=agent_pb2.RequestCheckpoint(workload_id=w.workload_id, reason=why)
                         )
-                self._decide_attempt(attempt, f"preempted: node {name} drained")
-                self._transition(job, JobState.PENDING, f"requeued: node {name} is draining ({why})")
-                self._stop_workers(attempt, f"node {name} draining")
+                self._requeue(job, attempt, f"node {name} is draining ({why})")
         return rt
 
     def inject_fault(self, name: str, device_index: int, fault: str) -> str:

@@ -20,6 +20,8 @@ class NodeRuntime:
     session: AgentSession | None = None
     telemetry: agent_pb2.Telemetry | None = None
     last_seen: float = 0.0
+    leaving: bool = False  # the agent said it is shutting down; cleared when it registers again
+    devices_by_index: dict[int, DeviceRecord] = field(default_factory=dict)
 
     @property
     def connected(self) -> bool:
@@ -27,9 +29,7 @@ class NodeRuntime:
 
     @property
     def schedulable(self) -> bool:
-        return self.connected and not self.record.cordoned and not self.record.draining
-
-    devices_by_index: dict[int, DeviceRecord] = field(default_factory=dict)
+        return self.connected and not self.leaving and not self.record.cordoned and not self.record.draining
 
     def reindex(self) -> None:
         self.devices_by_index = {d.index: d for d in self.record.devices}
@@ -112,6 +112,7 @@ class NodeRegistry:
             rt.session.close()
         rt.session = session
         rt.last_seen = now
+        rt.leaving = False
         return rt
 
     def disconnect(self, name: str, session: AgentSession, now: float) -> bool:

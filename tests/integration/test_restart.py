@@ -53,7 +53,9 @@ def test_server_crash_and_restart_mid_job(
         assert len(job.attempts) == 1, "the worker must not have been restarted"
         logs = cli(server.address, "logs", job_id).stdout
         assert logs.count("pid ") == 1 and "tick 29" in logs and logs.rstrip().endswith("done")
-        assert [line for line in logs.splitlines() if line.startswith("tick")] == [f"tick {i}" for i in range(30)]
+        assert [line for line in logs.splitlines() if line.startswith("tick")] == [
+            f"tick {i}" for i in range(30)
+        ]
         # The node came back by itself.
         wait_for(lambda: "n0" in api.ready_nodes(), 10)
     finally:

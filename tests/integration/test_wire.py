@@ -35,13 +35,20 @@ def test_agent_stream_refuses_bad_register_naming_fields(server: Server) -> None
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT and "register" in (err.details() or "")
     bad = agent_pb2.Register(
         node_name="",
-        devices=[common_pb2.Device(index=0, vendor="nvidia", model="H100"), common_pb2.Device(index=0, vendor="")],
+        devices=[
+            common_pb2.Device(index=0, vendor="nvidia", model="H100"),
+            common_pb2.Device(index=0, vendor=""),
+        ],
     )
     err = _connect(server, agent_pb2.AgentMessage(register=bad))
     details = err.details() or ""
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
-    for field in ("register.node_name", "register.devices[1].index", "register.devices[1].vendor",
-                  "register.devices[1].model"):
+    for field in (
+        "register.node_name",
+        "register.devices[1].index",
+        "register.devices[1].vendor",
+        "register.devices[1].model",
+    ):
         assert field in details
 
 
@@ -49,8 +56,10 @@ def test_submit_validates_proto_specs_like_yaml_ones(server: Server) -> None:
     with grpc.insecure_channel(server.address) as ch:
         stub = job_pb2_grpc.JobServiceStub(ch)
         with pytest.raises(grpc.RpcError) as info:
-            stub.Submit(job_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(name="Bad Name", devices_per_worker=999)),
-                        timeout=5)
+            stub.Submit(
+                job_pb2.SubmitJobRequest(spec=job_pb2.JobSpec(name="Bad Name", devices_per_worker=999)),
+                timeout=5,
+            )
         details = info.value.details() or ""
         assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
         assert "name:" in details and "command:" in details and "devices_per_worker:" in details
@@ -59,6 +68,7 @@ def test_submit_validates_proto_specs_like_yaml_ones(server: Server) -> None:
 
 
 def test_generated_code_is_current() -> None:
-    result = subprocess.run([sys.executable, "proto/generate.py", "--check"], cwd=REPO, capture_output=True,
-                            text=True)
+    result = subprocess.run(
+        [sys.executable, "proto/generate.py", "--check"], cwd=REPO, capture_output=True, text=True
+    )
     assert result.returncode == 0, result.stderr

@@ -31,6 +31,7 @@ class AgentMessage(_message.Message):
     WORKLOAD_FIELD_NUMBER: _builtins.int
     LOG_FIELD_NUMBER: _builtins.int
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
+    LEAVING_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Per-agent-session sequence number of messages that need an ack (events, workload
     status); 0 for telemetry and log chunks, which are not replayed.
@@ -47,6 +48,8 @@ class AgentMessage(_message.Message):
     def log(self) -> Global___LogChunk: ...
     @_builtins.property
     def command_result(self) -> Global___CommandResult: ...
+    @_builtins.property
+    def leaving(self) -> Global___Leaving: ...
     def __init__(
         self,
         *,
@@ -57,12 +60,13 @@ class AgentMessage(_message.Message):
         workload: _common_pb2.WorkloadStatus | None = ...,
         log: Global___LogChunk | None = ...,
         command_result: Global___CommandResult | None = ...,
+        leaving: Global___Leaving | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "log", b"log", "register", b"register", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "log", b"log", "register", b"register", "seq", b"seq", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "seq", b"seq", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "telemetry", "health", "workload", "log", "command_result"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "telemetry", "health", "workload", "log", "command_result", "leaving"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
@@ -194,6 +198,27 @@ class LogChunk(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___LogChunk: _TypeAlias = LogChunk  # noqa: Y015
+
+@_typing.final
+class Leaving(_message.Message):
+    """The agent is shutting down: place nothing more on this node until it registers again."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REASON_FIELD_NUMBER: _builtins.int
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Leaving: _TypeAlias = Leaving  # noqa: Y015
 
 @_typing.final
 class CommandResult(_message.Message):
@@ -497,15 +522,19 @@ class Drain(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     REASON_FIELD_NUMBER: _builtins.int
+    LIFT_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
+    lift: _builtins.bool
+    """end an earlier drain: accept new workloads again"""
     def __init__(
         self,
         *,
         reason: _builtins.str = ...,
+        lift: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["lift", b"lift", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

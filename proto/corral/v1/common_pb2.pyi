@@ -339,6 +339,7 @@ class WorkloadStatus(_message.Message):
     CHECKPOINT_PATH_FIELD_NUMBER: _builtins.int
     AT_FIELD_NUMBER: _builtins.int
     PID_FIELD_NUMBER: _builtins.int
+    AGENT_SHUTDOWN_FIELD_NUMBER: _builtins.int
     workload_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -355,6 +356,8 @@ class WorkloadStatus(_message.Message):
     """last checkpoint saved"""
     checkpoint_path: _builtins.str
     pid: _builtins.int
+    agent_shutdown: _builtins.bool
+    """Stopped because its own agent was shutting down: the platform's doing, not the job's."""
     @_builtins.property
     def at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -373,10 +376,11 @@ class WorkloadStatus(_message.Message):
         checkpoint_path: _builtins.str = ...,
         at: _timestamp_pb2.Timestamp | None = ...,
         pid: _builtins.int = ...,
+        agent_shutdown: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "checkpoint_path", b"checkpoint_path", "checkpoint_step", b"checkpoint_step", "exit_code", b"exit_code", "job_id", b"job_id", "message", b"message", "phase", b"phase", "pid", b"pid", "progress_step", b"progress_step", "rank", b"rank", "signal", b"signal", "workload_id", b"workload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_shutdown", b"agent_shutdown", "at", b"at", "attempt", b"attempt", "checkpoint_path", b"checkpoint_path", "checkpoint_step", b"checkpoint_step", "exit_code", b"exit_code", "job_id", b"job_id", "message", b"message", "phase", b"phase", "pid", b"pid", "progress_step", b"progress_step", "rank", b"rank", "signal", b"signal", "workload_id", b"workload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
