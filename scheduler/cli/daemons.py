@@ -1,0 +1,99 @@
+"""The long-running processes: `corral server` (the control plane) and `corral agent`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from scheduler.cli.common import DEFAULT_SERVER, ServerOpt
+from scheduler.cli.errors import CliError, ExitCode
+
+DATA_DIR_ENV = "CORRAL_DATA_DIR"
+
+
+def default_data_dir() -> Path:
+    """$CORRAL_DATA_DIR, else $XDG_DATA_HOME/corral, else ~/.local/share/corral."""
+    if env := os.environ.get(DATA_DIR_ENV):
+        return Path(env)
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "corral"
+
+
+def server(
+    listen: Annotated[
+        str, typer.Option(help="HOST:PORT to listen on (port 0: any free port).")
+    ] = "127.0.0.1:7070",
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Store and logs (default: ${DATA_DIR_ENV} or ~/.local/share/corral).", file_okay=False
+        ),
+    ] = None,
+) -> None:
+    """Run the control plane (with its embedded store) in the foreground."""
+    from scheduler.server.main import serve
+
+    directory = data_dir or default_data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    serve(listen, directory)
+
+
+def parse_labels(labels: list[str]) -> dict[str, str]:
+    result: dict[str, str] = {}
+    for item in labels:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"label {item!r} is not KEY=VALUE", ExitCode.BAD_INPUT)
+        result[key.strip()] = value.strip()
+    return result
+
+
+def agent(
+    server: ServerOpt = DEFAULT_SERVER,
+    simulate: Annotated[
+        str | None,
+        typer.Option(
+            help="Simulate devices from this profile: a YAML path or a built-in name (h100-sxm-8, ...)."
+        ),
+    ] = None,
+    node_name: Annotated[str | None, typer.Option(help="Node name (default: the host name).")] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help=f"Agent state and worker logs (default: ${DATA_DIR_ENV}/agent, else "
+            "~/.local/share/corral/agent).",
+            file_okay=False,
+        ),
+    ] = None,
+    address: Annotated[
+        str, typer.Option(help="Address workers on this node are reached at (MASTER_ADDR).")
+    ] = "127.0.0.1",
+    label: Annotated[list[str] | None, typer.Option(help="Node label KEY=VALUE (repeatable).")] = None,
+) -> None:
+    """Run a node agent: report this node's devices to the control plane and run its workers.
+
+    Uses NVML when an NVIDIA driver is present; --simulate runs simulated devices instead.
+    Exits 2 when there is no device backend at all.
+    """
+    labels = parse_labels(label or [])
+    from agents.backends.detect import NoDeviceBackend
+    from agents.main import AgentConfig, main_sync
+    from agents.profiles import ProfileError, resolve_profile
+
+    try:
+        profile = resolve_profile(simulate) if simulate else None
+        config = AgentConfig(
+            server=server,
+            node_name=node_name,
+            simulate=profile,
+            data_dir=data_dir or default_data_dir() / "agent",
+            address=address,
+            labels=labels,
+        )
+        main_sync(config)
+    except (NoDeviceBackend, ProfileError) as exc:
+        lines = str(exc).splitlines()
+        raise CliError(lines[0], ExitCode.BAD_INPUT, [line.strip() for line in lines[1:]]) from None
