@@ -228,3 +228,28 @@ def test_cordon_drain_and_injected_faults_steer_placement(
     assert bad.returncode == 2 and "xid:<code>" in bad.stderr
     missing = cli(server.address, "sim", "inject", "--node", "nope", "--device", "0", "--fault", "hang")
     assert missing.returncode == 3
+
+
+def test_agent_shutdown_requeues_without_spending_a_restart(
+    server: Server, start_agent: Any, tmp_path: Path
+) -> None:
+    a0 = start_agent(server.address, "n0")
+    api = Api(server.address)
+    api.wait_ready("n0")
+    job_id = submit(
+        server,
+        write_spec(
+            tmp_path / "long.yaml",
+            name="long",
+            devices_per_worker=8,
+            command=[PY, "-c", "import time; time.sleep(600)"],
+        ),
+    )
+    api.wait_state(job_id, "RUNNING")
+    start_agent(server.address, "n1")
+    api.wait_ready("n1")
+    a0.stop()  # SIGTERM: the agent says it is leaving, then stops its workers
+    wait_for(lambda: len(api.job(job_id).attempts) == 2 and api.state(job_id) == "RUNNING", 60, what="moved")
+    job = api.job(job_id)
+    assert job.restarts == 0 and job.attempts[1].workers[0].node_name == "n1"
+    assert "agent on n0 shut down" in job.attempts[0].outcome
