@@ -135,6 +135,11 @@ def test_up_foreground_then_sigterm_leaves_nothing(tmp_path: Path) -> None:
         assert submitted.returncode == 0
         followed = corral("logs", submitted.stdout.strip(), "--follow", server=server)
         assert followed.returncode == 0 and "final loss" in followed.stdout
+        bad = corral("submit", "examples/bad-job.yaml", server=server)
+        assert bad.returncode == 2
+        for field in ("name:", "workers:", "devices_per_worker:", "accelerator.vendors[1]:", "env.RANK:", "gpus:"):
+            assert field in bad.stderr, bad.stderr
+        assert len(json.loads(corral("jobs", "-o", "json", server=server).stdout)["jobs"]) == 1
         assert corral("submit", "examples/job.yaml", server=server).returncode == 0
         inject = corral(
             "sim", "inject", "--node", "sim-h100-0", "--device", "0", "--fault", "xid:79", server=server
