@@ -108,16 +108,32 @@ class Agent(Proc):
     def __init__(self, server: str, node_name: str, profile: str, data_dir: Path) -> None:
         self.node_name = node_name
         super().__init__(
-            [CORRAL, "agent", "--server", server, "--simulate", profile, "--node-name", node_name,
-             "--data-dir", str(data_dir)],
+            [
+                CORRAL,
+                "agent",
+                "--server",
+                server,
+                "--simulate",
+                profile,
+                "--node-name",
+                node_name,
+                "--data-dir",
+                str(data_dir),
+            ],
             data_dir / "agent.log",
         )
 
 
-def cli(server: str, *args: str, timeout: float = 60.0, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def cli(
+    server: str, *args: str, timeout: float = 60.0, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CORRAL, *args], capture_output=True, text=True, timeout=timeout,
-        env=child_env(CORRAL_SERVER=server), cwd=cwd or REPO,
+        [CORRAL, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=child_env(CORRAL_SERVER=server),
+        cwd=cwd or REPO,
     )
 
 

@@ -44,6 +44,12 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
         self.open_streams = 0
+        self._sessions: set[AgentSession] = set()
+
+    def close_all(self) -> None:
+        """End every stream from our side, so shutdown does not cancel handlers mid-write."""
+        for session in list(self._sessions):
+            session.close()
 
     async def Connect(
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: Any
@@ -65,6 +71,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         rt = self.cp.nodes.get(reg.node_name)
         assert rt is not None
         self.open_streams += 1
+        self._sessions.add(session)
         reader = asyncio.create_task(self._read(request_iterator, rt, session))
         try:
             while True:
@@ -74,6 +81,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 yield session.stamp(msg)
         finally:
             self.open_streams -= 1
+            self._sessions.discard(session)
             reader.cancel()
             self.cp.agent_detached(reg.node_name, session)
 

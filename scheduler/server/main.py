@@ -80,6 +80,7 @@ async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = N
         log.info("corral server stopping")
         await health_servicer.enter_graceful_shutdown()
         await cp.stop()
+        agents.close_all()
         await server.stop(grace=2.0)
         (data_dir / "server.addr").unlink(missing_ok=True)
         store.close()

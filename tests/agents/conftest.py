@@ -60,14 +60,16 @@ class FakeControlPlane(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.node_name: required")
         self.registers.append(first.register)
         offsets = {wid: len(data) for wid, data in self.logs.items()}
-        await context.write(agent_pb2.ControlMessage(
-            ack_seq=self.stored_seq,
-            register_ack=agent_pb2.RegisterAck(
-                node_name=first.register.node_name,
-                telemetry_interval_s=self.telemetry_interval_s,
-                log_offsets=offsets,
-            ),
-        ))
+        await context.write(
+            agent_pb2.ControlMessage(
+                ack_seq=self.stored_seq,
+                register_ack=agent_pb2.RegisterAck(
+                    node_name=first.register.node_name,
+                    telemetry_interval_s=self.telemetry_interval_s,
+                    log_offsets=offsets,
+                ),
+            )
+        )
         out: asyncio.Queue[agent_pb2.ControlMessage] = asyncio.Queue()
         self._out = out
 
@@ -98,7 +100,7 @@ class FakeControlPlane(agent_pb2_grpc.AgentServiceServicer):
             if chunk.offset > len(held):
                 self.log_gaps.append(f"{chunk.workload_id}: chunk at {chunk.offset}, held {len(held)}")
             else:
-                held[chunk.offset:] = chunk.data
+                held[chunk.offset :] = chunk.data
 
 
 class ServerHandle:

@@ -19,12 +19,16 @@ from agents.executor import Executor
 Py = Callable[[str], list[str]]
 
 
-def spec(command: list[str], *, job: str = "job-1", attempt: int = 0, rank: int = 0, **kw: Any) -> (
-    agent_pb2.StartWorkload
-):
+def spec(
+    command: list[str], *, job: str = "job-1", attempt: int = 0, rank: int = 0, **kw: Any
+) -> agent_pb2.StartWorkload:
     return agent_pb2.StartWorkload(
-        workload_id=f"{job}.{attempt}.{rank}", job_id=job, attempt=attempt, rank=rank,
-        command=command, **kw,
+        workload_id=f"{job}.{attempt}.{rank}",
+        job_id=job,
+        attempt=attempt,
+        rank=rank,
+        command=command,
+        **kw,
     )
 
 
@@ -37,9 +41,19 @@ def dead(pid: int) -> bool:
 
 async def test_environment_and_log_file(executor: Executor, py: Py, tmp_path: Path) -> None:
     code = "import json, os, sys; print(json.dumps(dict(os.environ))); print('to stderr', file=sys.stderr)"
-    s = spec(py(code), job="j1", attempt=2, rank=3, local_rank=1, world_size=4, local_world_size=2,
-             device_indices=[2, 5], master_addr="10.0.0.7", master_port=29500,
-             env={"MY_VAR": "hello", "RANK": "99", "CORRAL_JOB_ID": "spoofed"})
+    s = spec(
+        py(code),
+        job="j1",
+        attempt=2,
+        rank=3,
+        local_rank=1,
+        world_size=4,
+        local_world_size=2,
+        device_indices=[2, 5],
+        master_addr="10.0.0.7",
+        master_port=29500,
+        env={"MY_VAR": "hello", "RANK": "99", "CORRAL_JOB_ID": "spoofed"},
+    )
     started = await executor.start(s)
     assert started.phase == common_pb2.WORKLOAD_PHASE_RUNNING and started.pid > 0
     final = await asyncio.wait_for(executor.wait(s.workload_id), 10)

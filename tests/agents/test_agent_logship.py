@@ -66,8 +66,10 @@ def test_outbox_numbers_acks_and_bounds() -> None:
     acked: list[int] = []
     box = Outbox(capacity=3)
     for i in range(4):
-        box.add(agent_pb2.AgentMessage(command_result=agent_pb2.CommandResult(command_seq=i)),
-                on_ack=functools.partial(acked.append, i))
+        box.add(
+            agent_pb2.AgentMessage(command_result=agent_pb2.CommandResult(command_seq=i)),
+            on_ack=functools.partial(acked.append, i),
+        )
     assert [m.seq for m in box.pending()] == [2, 3, 4] and box.dropped == 1
     assert box.ack(3) == 2 and acked == [1, 2]
     assert [m.seq for m in box.pending()] == [4] and box.ack(3) == 0

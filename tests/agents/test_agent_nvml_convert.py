@@ -32,9 +32,16 @@ T = common_pb2
 
 def test_telemetry_units_from_a_loaded_h100() -> None:
     raw = NvmlRawSample(
-        index=3, power_mw=412345, temperature_c=61, gpu_util_pct=98,
-        memory_used_bytes=79_456_894_976, enforced_limit_mw=700000, throttle_mask=0x4 | 0x20,
-        ecc_corrected=2, ecc_uncorrected=0, energy_mj=98_765_432_101,
+        index=3,
+        power_mw=412345,
+        temperature_c=61,
+        gpu_util_pct=98,
+        memory_used_bytes=79_456_894_976,
+        enforced_limit_mw=700000,
+        throttle_mask=0x4 | 0x20,
+        ecc_corrected=2,
+        ecc_uncorrected=0,
+        energy_mj=98_765_432_101,
     )
     t = telemetry_from_raw(raw)
     assert t.index == 3
@@ -48,24 +55,41 @@ def test_telemetry_units_from_a_loaded_h100() -> None:
 
 
 def test_telemetry_tolerates_unsupported_fields() -> None:
-    raw = NvmlRawSample(index=0, power_mw=69871, temperature_c=33, gpu_util_pct=0,
-                        memory_used_bytes=581_173_248, enforced_limit_mw=300000)
+    raw = NvmlRawSample(
+        index=0,
+        power_mw=69871,
+        temperature_c=33,
+        gpu_util_pct=0,
+        memory_used_bytes=581_173_248,
+        enforced_limit_mw=300000,
+    )
     t = telemetry_from_raw(raw)
     assert t.power_w == pytest.approx(69.871) and t.power_limit_w == pytest.approx(300.0)
     assert list(t.throttle_reasons) == []
     assert (t.ecc_corrected_total, t.ecc_uncorrected_total, t.energy_j) == (0, 0, 0.0)
 
 
-@pytest.mark.parametrize(("mask", "reasons"), [
-    (0x0, []),
-    (0x1, [T.THROTTLE_REASON_GPU_IDLE]),
-    (0x4 | 0x20, [T.THROTTLE_REASON_SW_POWER_CAP, T.THROTTLE_REASON_SW_THERMAL]),
-    (0x8 | 0x40 | 0x80, [T.THROTTLE_REASON_HW_SLOWDOWN, T.THROTTLE_REASON_HW_THERMAL,
-                         T.THROTTLE_REASON_HW_POWER_BRAKE]),
-    (0x2 | 0x10 | 0x100, [T.THROTTLE_REASON_APPLICATIONS_CLOCKS, T.THROTTLE_REASON_SYNC_BOOST,
-                          T.THROTTLE_REASON_DISPLAY_CLOCKS]),
-    (0x200 | 0x400, []),  # board-limit / reliability bits have no Corral reason yet
-])
+@pytest.mark.parametrize(
+    ("mask", "reasons"),
+    [
+        (0x0, []),
+        (0x1, [T.THROTTLE_REASON_GPU_IDLE]),
+        (0x4 | 0x20, [T.THROTTLE_REASON_SW_POWER_CAP, T.THROTTLE_REASON_SW_THERMAL]),
+        (
+            0x8 | 0x40 | 0x80,
+            [T.THROTTLE_REASON_HW_SLOWDOWN, T.THROTTLE_REASON_HW_THERMAL, T.THROTTLE_REASON_HW_POWER_BRAKE],
+        ),
+        (
+            0x2 | 0x10 | 0x100,
+            [
+                T.THROTTLE_REASON_APPLICATIONS_CLOCKS,
+                T.THROTTLE_REASON_SYNC_BOOST,
+                T.THROTTLE_REASON_DISPLAY_CLOCKS,
+            ],
+        ),
+        (0x200 | 0x400, []),  # board-limit / reliability bits have no Corral reason yet
+    ],
+)
 def test_throttle_table(mask: int, reasons: list[int]) -> None:
     assert throttle_reasons_from_mask(mask) == reasons
 
@@ -79,19 +103,26 @@ def test_all_throttle_bits_map_to_distinct_reasons() -> None:
 def test_xid_79_is_device_lost() -> None:
     e = health_event_from_nvml(EVENT_XID_CRITICAL, 79, index=5)
     assert e is not None
-    assert (e.device_index, e.kind, e.code, e.severity) == (5, T.HEALTH_EVENT_KIND_DEVICE_LOST, 79,
-                                                            T.SEVERITY_CRITICAL)
+    assert (e.device_index, e.kind, e.code, e.severity) == (
+        5,
+        T.HEALTH_EVENT_KIND_DEVICE_LOST,
+        79,
+        T.SEVERITY_CRITICAL,
+    )
     assert "fallen off the bus" in e.message and e.vendor == "nvidia" and not e.injected
     assert e.observed_at.seconds > 0
 
 
-@pytest.mark.parametrize(("code", "severity"), [
-    (13, T.SEVERITY_WARNING),   # graphics engine exception: usually the application
-    (31, T.SEVERITY_WARNING),   # MMU fault
-    (48, T.SEVERITY_CRITICAL),  # DBE
-    (94, T.SEVERITY_CRITICAL),
-    (119, T.SEVERITY_CRITICAL),
-])
+@pytest.mark.parametrize(
+    ("code", "severity"),
+    [
+        (13, T.SEVERITY_WARNING),  # graphics engine exception: usually the application
+        (31, T.SEVERITY_WARNING),  # MMU fault
+        (48, T.SEVERITY_CRITICAL),  # DBE
+        (94, T.SEVERITY_CRITICAL),
+        (119, T.SEVERITY_CRITICAL),
+    ],
+)
 def test_xid_severity(code: int, severity: int) -> None:
     e = health_event_from_nvml(EVENT_XID_CRITICAL, code, index=0)
     assert e is not None and (e.kind, e.code, e.severity) == (T.HEALTH_EVENT_KIND_XID, code, severity)
@@ -123,9 +154,14 @@ H100_BUS = ["00000000:18:00.0", "00000000:2A:00.0", "00000000:3A:00.0", "0000000
 
 def test_nvswitch_links_make_one_island() -> None:
     devices = [
-        NvmlRawDevice(index=i, name="NVIDIA H100 80GB HBM3", uuid=f"GPU-{i}",
-                      memory_total_bytes=85_520_809_984, bus_id=bus,
-                      nvlinks=[(NVLINK_REMOTE_SWITCH, "00000000:C5:00.0")] * 18)
+        NvmlRawDevice(
+            index=i,
+            name="NVIDIA H100 80GB HBM3",
+            uuid=f"GPU-{i}",
+            memory_total_bytes=85_520_809_984,
+            bus_id=bus,
+            nvlinks=[(NVLINK_REMOTE_SWITCH, "00000000:C5:00.0")] * 18,
+        )
         for i, bus in enumerate(H100_BUS)
     ]
     assert nvlink_peers(devices) == {0: [1, 2, 3], 1: [0, 2, 3], 2: [0, 1, 3], 3: [0, 1, 2]}
@@ -133,20 +169,38 @@ def test_nvswitch_links_make_one_island() -> None:
 
 def test_direct_links_pair_devices_and_pcie_only_has_none() -> None:
     devices = [
-        NvmlRawDevice(0, "NVIDIA A100-PCIE-40GB", "GPU-0", 42_949_672_960, H100_BUS[0],
-                      nvlinks=[(NVLINK_REMOTE_GPU, "0000:2a:00.0")] * 3),
-        NvmlRawDevice(1, "NVIDIA A100-PCIE-40GB", "GPU-1", 42_949_672_960, H100_BUS[1],
-                      nvlinks=[(NVLINK_REMOTE_GPU, "00000000:18:00.0")] * 3),
+        NvmlRawDevice(
+            0,
+            "NVIDIA A100-PCIE-40GB",
+            "GPU-0",
+            42_949_672_960,
+            H100_BUS[0],
+            nvlinks=[(NVLINK_REMOTE_GPU, "0000:2a:00.0")] * 3,
+        ),
+        NvmlRawDevice(
+            1,
+            "NVIDIA A100-PCIE-40GB",
+            "GPU-1",
+            42_949_672_960,
+            H100_BUS[1],
+            nvlinks=[(NVLINK_REMOTE_GPU, "00000000:18:00.0")] * 3,
+        ),
         NvmlRawDevice(2, "NVIDIA A100-PCIE-40GB", "GPU-2", 42_949_672_960, H100_BUS[2]),
     ]
     assert nvlink_peers(devices) == {0: [1], 1: [0], 2: []}
 
 
 def test_device_from_raw_converts_limits() -> None:
-    raw = NvmlRawDevice(index=0, name="NVIDIA H100 80GB HBM3",
-                        uuid="GPU-0b3e6c2a-5d0e-4a57-8f3a-1d2e3f4a5b6c",
-                        memory_total_bytes=85_520_809_984, bus_id="00000000:18:00.0",
-                        limit_min_mw=200000, limit_max_mw=700000, limit_default_mw=700000)
+    raw = NvmlRawDevice(
+        index=0,
+        name="NVIDIA H100 80GB HBM3",
+        uuid="GPU-0b3e6c2a-5d0e-4a57-8f3a-1d2e3f4a5b6c",
+        memory_total_bytes=85_520_809_984,
+        bus_id="00000000:18:00.0",
+        limit_min_mw=200000,
+        limit_max_mw=700000,
+        limit_default_mw=700000,
+    )
     d = device_from_raw(raw, [1, 2])
     assert (d.vendor, d.model, d.bus_id) == ("nvidia", "H100-SXM5-80GB", "0000:18:00.0")
     assert (d.power_limit_min_w, d.power_limit_max_w, d.power_limit_default_w) == (200.0, 700.0, 700.0)

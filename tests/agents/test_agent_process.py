@@ -38,9 +38,15 @@ async def test_sigterm_stops_workers_and_reports(
             "print('hello', flush=True)\n"
             "time.sleep(60)\n"
         )
-        await cp.command(start=agent_pb2.StartWorkload(
-            workload_id="j.0.0", job_id="j", command=py(worker), device_indices=[4, 5, 6, 7], world_size=1,
-        ))
+        await cp.command(
+            start=agent_pb2.StartWorkload(
+                workload_id="j.0.0",
+                job_id="j",
+                command=py(worker),
+                device_indices=[4, 5, 6, 7],
+                world_size=1,
+            )
+        )
         await wait_until(lambda: cp.logs.get("j.0.0") == b"hello\n", what="worker running")
         agent.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(agent.communicate(), 15)

@@ -36,7 +36,10 @@ def test_builtin_profiles() -> None:
     mlu = load_profile(builtin_profile("mlu370-x8-4"))
     assert (nvidia.devices.count, nvidia.devices.memory_bytes) == (8, 80 * 1024**3)
     assert (nvidia.devices.power.min_w, nvidia.devices.power.max_w, nvidia.devices.power.default_w) == (
-        200, 700, 700)
+        200,
+        700,
+        700,
+    )
     assert nvidia.devices.peers(0) == [1, 2, 3, 4, 5, 6, 7]
     assert ascend.devices.visibility == "ASCEND_RT_VISIBLE_DEVICES" and not ascend.devices.power.settable
     assert ascend.devices.peers(2) == [0, 1, 3] and ascend.devices.peers(5) == [4, 6, 7]

@@ -30,11 +30,12 @@ class FakeClock:
         self.now += seconds
 
 
-def backend(name: str = "h100-sxm-8", clock: FakeClock | None = None, node: str | None = None) -> (
-    SimulatedBackend
-):
-    return SimulatedBackend(load_profile(builtin_profile(name)), node_name=node, clock=clock or FakeClock(),
-                            seed=7)
+def backend(
+    name: str = "h100-sxm-8", clock: FakeClock | None = None, node: str | None = None
+) -> SimulatedBackend:
+    return SimulatedBackend(
+        load_profile(builtin_profile(name)), node_name=node, clock=clock or FakeClock(), seed=7
+    )
 
 
 def by_index(b: SimulatedBackend) -> dict[int, common_pb2.DeviceTelemetry]:
@@ -118,8 +119,12 @@ def test_xid_faults() -> None:
     b.inject_fault(2, "xid:13")
     b.inject_fault(3, "xid:48")
     warn, crit = b.health_events()
-    assert (warn.device_index, warn.kind, warn.code, warn.severity) == (2, T.HEALTH_EVENT_KIND_XID, 13,
-                                                                        T.SEVERITY_WARNING)
+    assert (warn.device_index, warn.kind, warn.code, warn.severity) == (
+        2,
+        T.HEALTH_EVENT_KIND_XID,
+        13,
+        T.SEVERITY_WARNING,
+    )
     assert (crit.kind, crit.code, crit.severity) == (T.HEALTH_EVENT_KIND_XID, 48, T.SEVERITY_CRITICAL)
     assert warn.injected and crit.injected and warn.vendor == "nvidia"
 

@@ -39,8 +39,12 @@ async def agent(control_plane: ServerHandle, tmp_path: Path) -> AsyncIterator[Ag
     backend = SimulatedBackend(load_profile(builtin_profile("h100-sxm-8")), node_name="node-a")
     executor = Executor(tmp_path / "data", backend.visibility_env, device_count=8, on_busy=backend.set_busy)
     client = StreamClient(
-        control_plane.target, NodeIdentity("node-a", "10.1.2.3", {"rack": "r1"}), backend, executor,
-        wait=wait_fixed(0.05), log_interval_s=0.05,
+        control_plane.target,
+        NodeIdentity("node-a", "10.1.2.3", {"rack": "r1"}),
+        backend,
+        executor,
+        wait=wait_fixed(0.05),
+        log_interval_s=0.05,
     )
     stop = asyncio.Event()
     task = asyncio.create_task(client.run(stop))
@@ -52,12 +56,19 @@ async def agent(control_plane: ServerHandle, tmp_path: Path) -> AsyncIterator[Ag
         await executor.wait(wid)
 
 
-def start_command(command: list[str], rank: int = 0, devices: tuple[int, ...] = (0,)) -> (
-    agent_pb2.StartWorkload
-):
+def start_command(
+    command: list[str], rank: int = 0, devices: tuple[int, ...] = (0,)
+) -> agent_pb2.StartWorkload:
     return agent_pb2.StartWorkload(
-        workload_id=f"job-7.0.{rank}", job_id="job-7", attempt=0, rank=rank, world_size=1,
-        device_indices=list(devices), command=command, master_addr="10.1.2.3", master_port=29500,
+        workload_id=f"job-7.0.{rank}",
+        job_id="job-7",
+        attempt=0,
+        rank=rank,
+        world_size=1,
+        device_indices=list(devices),
+        command=command,
+        master_addr="10.1.2.3",
+        master_port=29500,
     )
 
 
@@ -90,8 +101,9 @@ async def test_worker_log_arrives_before_its_exit(
     assert bytes(cp.logs["job-7.0.0"]) == log_file.read_bytes() and len(cp.logs["job-7.0.0"]) > 64 * 1024
     assert not cp.log_gaps
     kinds = [m.WhichOneof("body") for m in cp.received]
-    exit_at = next(i for i, m in enumerate(cp.received)
-                   if m.HasField("workload") and m.workload.phase == EXITED)
+    exit_at = next(
+        i for i, m in enumerate(cp.received) if m.HasField("workload") and m.workload.phase == EXITED
+    )
     assert max(i for i, k in enumerate(kinds) if k == "log") < exit_at
     exited = cp.received[exit_at].workload
     assert (exited.exit_code, exited.signal) == (4, 0)
@@ -146,15 +158,17 @@ async def test_worker_survives_losing_the_control_plane(
     await control_plane.start()
     await wait_until(lambda: len(cp.registers) == 2, what="re-register")
     assert [(w.workload_id, w.phase, w.pid) for w in cp.registers[1].workloads] == [
-        ("job-7.0.0", common_pb2.WORKLOAD_PHASE_RUNNING, pid)]
+        ("job-7.0.0", common_pb2.WORKLOAD_PHASE_RUNNING, pid)
+    ]
     await wait_until(lambda: agent.client.connected.is_set(), what="reconnection")
     await cp.command(stop=agent_pb2.StopWorkload(workload_id="job-7.0.0", grace_period_s=2, reason="test"))
     exited = await wait_until(lambda: [w for w in cp.of("workload") if w.phase == EXITED], what="exit")
     assert exited[0].signal == 15 and "test" in exited[0].message
 
 
-async def test_power_fault_drain_commands(agent: Agent, control_plane: ServerHandle, wait_until: Wait,
-                                          py: Py) -> None:
+async def test_power_fault_drain_commands(
+    agent: Agent, control_plane: ServerHandle, wait_until: Wait, py: Py
+) -> None:
     cp = control_plane.servicer
     await wait_until(lambda: agent.client.connected.is_set(), what="connection")
     ok = await cp.command(set_power_limit=agent_pb2.SetPowerLimit(device_index=0, limit_w=300))
@@ -179,18 +193,27 @@ async def test_power_fault_drain_commands(agent: Agent, control_plane: ServerHan
     )
 
 
-async def test_run_agent_stops_workers_on_exit(control_plane: ServerHandle, tmp_path: Path,
-                                               wait_until: Wait, py: Py) -> None:
+async def test_run_agent_stops_workers_on_exit(
+    control_plane: ServerHandle, tmp_path: Path, wait_until: Wait, py: Py
+) -> None:
     cp = control_plane.servicer
-    config = AgentConfig(server=control_plane.target, node_name="node-z",
-                         simulate=builtin_profile("mlu370-x8-4"), data_dir=tmp_path / "agent",
-                         worker_grace_s=2.0)
+    config = AgentConfig(
+        server=control_plane.target,
+        node_name="node-z",
+        simulate=builtin_profile("mlu370-x8-4"),
+        data_dir=tmp_path / "agent",
+        worker_grace_s=2.0,
+    )
     stop = asyncio.Event()
     task = asyncio.create_task(run_agent(config, stop))
     await wait_until(lambda: cp.registers, what="register")
     assert cp.registers[0].node_name == "node-z" and cp.registers[0].devices[0].vendor == "cambricon"
-    await cp.command(start=start_command(py("import time, os; print(os.environ['MLU_VISIBLE_DEVICES'],"
-                                            " flush=True); time.sleep(60)"), devices=(2, 3)))
+    await cp.command(
+        start=start_command(
+            py("import time, os; print(os.environ['MLU_VISIBLE_DEVICES'], flush=True); time.sleep(60)"),
+            devices=(2, 3),
+        )
+    )
     running = await wait_until(lambda: [w for w in cp.of("workload") if w.phase == 2], what="running")
     await wait_until(lambda: cp.logs.get("job-7.0.0") == b"2,3\n", what="worker output shipped")
     stop.set()

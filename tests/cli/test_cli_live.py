@@ -137,7 +137,14 @@ def test_up_foreground_then_sigterm_leaves_nothing(tmp_path: Path) -> None:
         assert followed.returncode == 0 and "final loss" in followed.stdout
         bad = corral("submit", "examples/bad-job.yaml", server=server)
         assert bad.returncode == 2
-        for field in ("name:", "workers:", "devices_per_worker:", "accelerator.vendors[1]:", "env.RANK:", "gpus:"):
+        for field in (
+            "name:",
+            "workers:",
+            "devices_per_worker:",
+            "accelerator.vendors[1]:",
+            "env.RANK:",
+            "gpus:",
+        ):
             assert field in bad.stderr, bad.stderr
         assert len(json.loads(corral("jobs", "-o", "json", server=server).stdout)["jobs"]) == 1
         assert corral("submit", "examples/job.yaml", server=server).returncode == 0

@@ -27,9 +27,9 @@ def test_allowed(current: JobState, new: JobState) -> None:
 @pytest.mark.parametrize(
     ("current", "new"),
     [
-        (JobState.PENDING, JobState.RUNNING),      # must be placed first
+        (JobState.PENDING, JobState.RUNNING),  # must be placed first
         (JobState.PENDING, JobState.SUCCEEDED),
-        (JobState.SUCCEEDED, JobState.PENDING),    # terminal states are final
+        (JobState.SUCCEEDED, JobState.PENDING),  # terminal states are final
         (JobState.FAILED, JobState.RUNNING),
         (JobState.CANCELLED, JobState.PENDING),
         (JobState.RUNNING, JobState.PLACED),

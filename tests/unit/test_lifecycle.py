@@ -7,9 +7,21 @@ from scheduler.lifecycle import Verdict, after_failed_attempt, judge_attempt
 from scheduler.model import AttemptRecord, WorkerPhase, WorkerRecord
 
 
-def worker(rank: int, phase: WorkerPhase, code: int | None = None, sig: int | None = None, t: float = 0.0) -> WorkerRecord:
-    return WorkerRecord(f"j.1.{rank}", "j", 1, rank, "n0", [rank], phase=phase, exit_code=code, signal=sig,
-                        ended_at=t if phase is not WorkerPhase.RUNNING else None)
+def worker(
+    rank: int, phase: WorkerPhase, code: int | None = None, sig: int | None = None, t: float = 0.0
+) -> WorkerRecord:
+    return WorkerRecord(
+        f"j.1.{rank}",
+        "j",
+        1,
+        rank,
+        "n0",
+        [rank],
+        phase=phase,
+        exit_code=code,
+        signal=sig,
+        ended_at=t if phase is not WorkerPhase.RUNNING else None,
+    )
 
 
 def attempt(*workers: WorkerRecord) -> AttemptRecord:
@@ -17,12 +29,12 @@ def attempt(*workers: WorkerRecord) -> AttemptRecord:
 
 
 def test_in_progress_until_everyone_exits_zero() -> None:
-    assert judge_attempt(attempt(worker(0, WorkerPhase.EXITED, 0), worker(1, WorkerPhase.RUNNING))).verdict is (
-        Verdict.IN_PROGRESS
-    )
-    assert judge_attempt(attempt(worker(0, WorkerPhase.EXITED, 0), worker(1, WorkerPhase.EXITED, 0))).verdict is (
-        Verdict.SUCCEEDED
-    )
+    assert judge_attempt(
+        attempt(worker(0, WorkerPhase.EXITED, 0), worker(1, WorkerPhase.RUNNING))
+    ).verdict is (Verdict.IN_PROGRESS)
+    assert judge_attempt(
+        attempt(worker(0, WorkerPhase.EXITED, 0), worker(1, WorkerPhase.EXITED, 0))
+    ).verdict is (Verdict.SUCCEEDED)
 
 
 def test_first_failure_fails_the_gang_and_is_described() -> None:

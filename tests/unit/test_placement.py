@@ -31,8 +31,13 @@ def test_never_mixes_vendors_in_one_gang() -> None:
     assert "largest free block" in d.reason
     d = first_fit(PlacementRequest("j", workers=2, devices_per_worker=4), CLUSTER)
     assert d.slots is not None
-    vendors = {dev.vendor for n in CLUSTER for dev in n.free_devices
-               for s in d.slots if s.node_name == n.name and dev.index in s.device_indices}
+    vendors = {
+        dev.vendor
+        for n in CLUSTER
+        for dev in n.free_devices
+        for s in d.slots
+        if s.node_name == n.name and dev.index in s.device_indices
+    }
     assert len(vendors) == 1
 
 

@@ -21,22 +21,32 @@ def kinds(actions: list) -> set[tuple[ActionKind, str]]:  # type: ignore[type-ar
 
 
 def test_unconfirmed_start_is_resent_and_confirmed_running_but_missing_is_lost() -> None:
-    actions = reconcile_node([], [w("a", WorkerPhase.PLACED), w("b", WorkerPhase.RUNNING)], {"a": True, "b": True})
+    actions = reconcile_node(
+        [], [w("a", WorkerPhase.PLACED), w("b", WorkerPhase.RUNNING)], {"a": True, "b": True}
+    )
     assert kinds(actions) == {(ActionKind.RESEND_START, "a"), (ActionKind.LOST, "b")}
 
 
 def test_running_but_unwanted_is_stopped_and_reports_are_recorded() -> None:
     actions = reconcile_node(
-        [status("a", P.WORKLOAD_PHASE_RUNNING), status("old", P.WORKLOAD_PHASE_RUNNING),
-         status("done", P.WORKLOAD_PHASE_EXITED)],
+        [
+            status("a", P.WORKLOAD_PHASE_RUNNING),
+            status("old", P.WORKLOAD_PHASE_RUNNING),
+            status("done", P.WORKLOAD_PHASE_EXITED),
+        ],
         [w("a", WorkerPhase.RUNNING)],
         {"a": True, "old": False},
     )
     assert kinds(actions) == {
-        (ActionKind.RECORD, "a"), (ActionKind.RECORD, "old"), (ActionKind.RECORD, "done"), (ActionKind.STOP, "old"),
+        (ActionKind.RECORD, "a"),
+        (ActionKind.RECORD, "old"),
+        (ActionKind.RECORD, "done"),
+        (ActionKind.STOP, "old"),
     }
 
 
 def test_reconnect_with_everything_in_order_changes_nothing() -> None:
-    actions = reconcile_node([status("a", P.WORKLOAD_PHASE_RUNNING)], [w("a", WorkerPhase.RUNNING)], {"a": True})
+    actions = reconcile_node(
+        [status("a", P.WORKLOAD_PHASE_RUNNING)], [w("a", WorkerPhase.RUNNING)], {"a": True}
+    )
     assert kinds(actions) == {(ActionKind.RECORD, "a")}

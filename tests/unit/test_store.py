@@ -5,9 +5,9 @@ from pathlib import Path
 
 from scheduler.jobstate import JobState
 from scheduler.model import AttemptRecord, DeviceRecord, JobRecord, NodeRecord, WorkerPhase, WorkerRecord
-from scheduler.store import Store
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
+from scheduler.store import Store
 
 
 def test_migrations_create_a_wal_sqlite_file_and_are_idempotent(tmp_path: Path) -> None:
@@ -24,14 +24,28 @@ def test_migrations_create_a_wal_sqlite_file_and_are_idempotent(tmp_path: Path) 
 
 def test_state_survives_reopening(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    node = NodeRecord("n0", 1.0, 2.0, address="127.0.0.1", backend="simulated", simulated=True, cordoned=True,
-                      devices=[DeviceRecord("n0", i, "nvidia", "H100", peer_indices=[1 - i]) for i in range(2)])
+    node = NodeRecord(
+        "n0",
+        1.0,
+        2.0,
+        address="127.0.0.1",
+        backend="simulated",
+        simulated=True,
+        cordoned=True,
+        devices=[DeviceRecord("n0", i, "nvidia", "H100", peer_indices=[1 - i]) for i in range(2)],
+    )
     store.upsert_node(node)
     job = JobRecord("j-1", "train", {"name": "train", "workers": 1}, JobState.PENDING, 1.0, 1.0, owner="ana")
     store.insert_job(job)
     job.state = JobState.PLACED
-    attempt = AttemptRecord("j-1", 1, 3.0, master_addr="127.0.0.1", master_port=29500,
-                            workers=[WorkerRecord("j-1.1.0", "j-1", 1, 0, "n0", [0, 1])])
+    attempt = AttemptRecord(
+        "j-1",
+        1,
+        3.0,
+        master_addr="127.0.0.1",
+        master_port=29500,
+        workers=[WorkerRecord("j-1.1.0", "j-1", 1, 0, "n0", [0, 1])],
+    )
     job.attempts.append(attempt)
     store.insert_attempt(job, attempt)
     attempt.workers[0].phase = WorkerPhase.EXITED
@@ -46,7 +60,11 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
     [j] = again.load_jobs()
     assert j.state is JobState.PLACED and j.owner == "ana"
     [a] = j.attempts
-    assert a.master_port == 29500 and a.workers[0].phase is WorkerPhase.EXITED and a.workers[0].device_indices == [0, 1]
+    assert (
+        a.master_port == 29500
+        and a.workers[0].phase is WorkerPhase.EXITED
+        and a.workers[0].device_indices == [0, 1]
+    )
     [e] = again.events(job_id="j-1")
     assert e["message"] == "placed" and e["state"] == "PLACED"
 
@@ -54,9 +72,9 @@ def test_state_survives_reopening(tmp_path: Path) -> None:
 def test_log_store_is_idempotent_by_offset(tmp_path: Path) -> None:
     logs = LogStore(tmp_path)
     assert logs.append("j", 1, 0, 0, b"hello ") == 6
-    assert logs.append("j", 1, 0, 0, b"hello ") == 6          # resent chunk: nothing new
-    assert logs.append("j", 1, 0, 3, b"lo world") == 11       # overlapping chunk: only the tail
-    assert logs.append("j", 1, 0, 20, b"gap") == 11           # gap: refused, agent resumes from 11
+    assert logs.append("j", 1, 0, 0, b"hello ") == 6  # resent chunk: nothing new
+    assert logs.append("j", 1, 0, 3, b"lo world") == 11  # overlapping chunk: only the tail
+    assert logs.append("j", 1, 0, 20, b"gap") == 11  # gap: refused, agent resumes from 11
     assert logs.read("j", 1, 0, 0) == b"hello world"
     assert logs.read("j", 1, 0, 6) == b"world"
 
