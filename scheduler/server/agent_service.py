@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 from corral.v1 import agent_pb2, agent_pb2_grpc
 
+from scheduler.server.agent_reports import AgentReports
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.nodes import NodeRuntime
 from scheduler.server.session import AgentSession
@@ -42,7 +43,7 @@ def register_problems(reg: agent_pb2.Register) -> list[str]:
 
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     def __init__(self, cp: ControlPlane) -> None:
-        self.cp = cp
+        self.reports = AgentReports(cp)
         self.open_streams = 0
         self._sessions: set[AgentSession] = set()
 
@@ -67,9 +68,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "; ".join(problems))
         reg = first.register
         session = AgentSession(reg.node_name, reg.instance_id)
-        self.cp.agent_attached(reg, session)
-        rt = self.cp.nodes.get(reg.node_name)
-        assert rt is not None
+        rt = self.reports.attached(reg, session)
         self.open_streams += 1
         self._sessions.add(session)
         reader = asyncio.create_task(self._read(request_iterator, rt, session))
@@ -83,7 +82,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             self.open_streams -= 1
             self._sessions.discard(session)
             reader.cancel()
-            self.cp.agent_detached(reg.node_name, session)
+            self.reports.detached(reg.node_name, session)
 
     async def _read(
         self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], rt: NodeRuntime, session: AgentSession
@@ -92,7 +91,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             async for msg in request_iterator:
                 if session.closed:
                     break
-                self.cp.on_agent_message(rt, msg)
+                self.reports.message(rt, msg)
         except grpc.aio.AioRpcError as exc:
             log.info("stream from %s ended: %s", session.node_name, exc.code())
         except Exception:

@@ -14,6 +14,7 @@ from corral.v1 import cluster_pb2, cluster_pb2_grpc, job_pb2, job_pb2_grpc, node
 from scheduler import __version__
 from scheduler.jobstate import JobState
 from scheduler.model import WorkerRecord
+from scheduler.server import node_ops
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
 from scheduler.server.convert import job_to_proto, node_to_proto, timestamp
 from scheduler.server.nodes import NodeRuntime
@@ -181,13 +182,13 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         return await self._act(context, self.cp.node, request.name)
 
     async def Cordon(self, request: node_pb2.NodeActionRequest, context: Context) -> node_pb2.Node:
-        return await self._act(context, self.cp.cordon, request.name, request.reason)
+        return await self._act(context, node_ops.cordon, self.cp, request.name, request.reason)
 
     async def Uncordon(self, request: node_pb2.NodeActionRequest, context: Context) -> node_pb2.Node:
-        return await self._act(context, self.cp.uncordon, request.name)
+        return await self._act(context, node_ops.uncordon, self.cp, request.name)
 
     async def Drain(self, request: node_pb2.NodeActionRequest, context: Context) -> node_pb2.Node:
-        return await self._act(context, self.cp.drain, request.name, request.reason)
+        return await self._act(context, node_ops.drain, self.cp, request.name, request.reason)
 
     async def InjectFault(
         self, request: node_pb2.InjectFaultRequest, context: Context
@@ -197,7 +198,7 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             return node_pb2.InjectFaultResponse(
-                message=self.cp.inject_fault(request.node_name, request.device_index, request.fault)
+                message=node_ops.inject_fault(self.cp, request.node_name, request.device_index, request.fault)
             )
         except (NotFound, FailedPrecondition) as exc:
             await _abort_for(context, exc)

@@ -20,24 +20,18 @@ from corral.v1 import agent_pb2, common_pb2, job_pb2
 from google.protobuf import json_format
 
 from scheduler.jobstate import JobState, check_transition
-from scheduler.lifecycle import Verdict, after_failed_attempt, judge_attempt
+from scheduler.lifecycle import Verdict, after_failed_attempt, describe_exit, judge_attempt
 from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
 from scheduler.placement import NodeCapacity, PlacementDecision, PlacementRequest, first_fit
-from scheduler.reconcile import ActionKind, reconcile_node
 from scheduler.server.events import EventBus
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
-from scheduler.server.session import AgentSession
 from scheduler.store import Store
 
 log = logging.getLogger("corral.server")
 
 _PHASE = common_pb2.WorkloadPhase
-_SEVERITY_TO_HEALTH = {
-    common_pb2.SEVERITY_CRITICAL: "UNHEALTHY",
-    common_pb2.SEVERITY_WARNING: "SUSPECT",
-}
 MASTER_PORT_BASE = 29500
 MASTER_PORT_RANGE = 1000
 
@@ -113,7 +107,7 @@ class ControlPlane:
 
     # --- events ------------------------------------------------------------------------
 
-    def _event(self, kind: str, message: str, **fields: Any) -> None:
+    def record_event(self, kind: str, message: str, **fields: Any) -> None:
         row = self.store.append_event(kind, message, at=self.clock(), **fields)
         self.bus.publish(row)
 
@@ -123,7 +117,7 @@ class ControlPlane:
         job.reason = reason
         job.updated_at = self.clock()
         self.store.update_job(job)
-        self._event("state", reason, job_id=job.id, state=new.value)
+        self.record_event("state", reason, job_id=job.id, state=new.value)
 
     # --- jobs API ----------------------------------------------------------------------
 
@@ -144,9 +138,15 @@ class ControlPlane:
         )
         self.store.insert_job(job)
         self._index(job)
-        self._event("state", f"submitted by {owner or 'unknown'}", job_id=job.id, state=job.state.value)
+        self.record_event("state", f"submitted by {owner or 'unknown'}", job_id=job.id, state=job.state.value)
         self.kick()
         return job
+
+    def node(self, name: str) -> NodeRuntime:
+        rt = self.nodes.get(name)
+        if rt is None:
+            raise NotFound(f"no node {name!r} (list them with `corral nodes`)")
+        return rt
 
     def get_job(self, job_id: str) -> JobRecord:
         job = self.jobs.get(job_id)
@@ -260,9 +260,9 @@ class ControlPlane:
         job.updated_at = now
         self.store.insert_attempt(job, attempt)
         self._index(job)
-        self._event("state", job.reason, job_id=job.id, state=JobState.PLACED.value)
+        self.record_event("state", job.reason, job_id=job.id, state=JobState.PLACED.value)
         for w in attempt.workers:
-            self._send_start(job, spec, attempt, w)
+            self.send_start(job, spec, attempt, w)
 
     def _start_command(
         self, job: JobRecord, spec: job_pb2.JobSpec, attempt: AttemptRecord, w: WorkerRecord
@@ -285,7 +285,7 @@ class ControlPlane:
             master_port=attempt.master_port,
         )
 
-    def _send_start(
+    def send_start(
         self, job: JobRecord, spec: job_pb2.JobSpec, attempt: AttemptRecord, w: WorkerRecord
     ) -> None:
         rt = self.nodes.get(w.node_name)
@@ -305,7 +305,7 @@ class ControlPlane:
                     )
                 )
 
-    def _requeue(self, job: JobRecord, attempt: AttemptRecord, why: str) -> None:
+    def requeue(self, job: JobRecord, attempt: AttemptRecord, why: str) -> None:
         """Back to the queue without spending a restart: the platform moved it, the job did not fail."""
         self._decide_attempt(attempt, f"preempted: {why}")
         self._transition(job, JobState.PENDING, f"requeued: {why}")
@@ -334,7 +334,7 @@ class ControlPlane:
                 w.phase = WorkerPhase.RUNNING
                 w.started_at = now
                 self.store.update_worker(w)
-                self._event(
+                self.record_event(
                     "worker",
                     f"rank {w.rank} running on {w.node_name} (pid {status.pid})",
                     job_id=job.id,
@@ -355,22 +355,16 @@ class ControlPlane:
             w.message = status.message
             w.ended_at = now
             if status.agent_shutdown and not attempt.outcome and not job.state.terminal:
-                self._requeue(job, attempt, f"the agent on {w.node_name} shut down")
+                self.requeue(job, attempt, f"the agent on {w.node_name} shut down")
             self.store.update_worker(w)
-            self._event(
+            self.record_event(
                 "worker",
-                self._exit_text(w),
+                describe_exit(w),
                 job_id=job.id,
                 node_name=w.node_name,
                 data={"exit_code": w.exit_code, "signal": w.signal},
             )
             self._evaluate(job, attempt)
-
-    @staticmethod
-    def _exit_text(w: WorkerRecord) -> str:
-        from scheduler.lifecycle import describe_exit
-
-        return describe_exit(w)
 
     def _maybe_running(self, job: JobRecord, attempt: AttemptRecord) -> None:
         if (
@@ -404,196 +398,8 @@ class ControlPlane:
             self.store.update_attempt(attempt)
             self.kick()  # its devices are free now
 
-    # --- agents ------------------------------------------------------------------------
-
-    def agent_attached(self, reg: agent_pb2.Register, session: AgentSession) -> agent_pb2.RegisterAck:
-        now = self.clock()
-        rt = self.nodes.register(reg, session, now)
-        self._event(
-            "node",
-            f"node {reg.node_name} connected ({reg.backend}, {len(reg.devices)} devices, "
-            f"agent {reg.agent_version})",
-            node_name=reg.node_name,
-        )
-        on_node = [w for _, _, w in self.workers.values() if w.node_name == reg.node_name]
-        offsets = {
-            w.workload_id: self.logs.size(w.job_id, w.attempt, w.rank)
-            for w in on_node
-            if w.phase.holds_devices or any(s.workload_id == w.workload_id for s in reg.workloads)
-        }
-        ack = agent_pb2.RegisterAck(
-            node_name=reg.node_name, telemetry_interval_s=self.telemetry_interval_s, log_offsets=offsets
-        )
-        session.send(register_ack=ack)
-        if rt.record.draining:  # a restarted agent forgets; the control plane remembers
-            session.send(drain=agent_pb2.Drain(reason=rt.record.cordon_reason))
-        self._reconcile(rt, reg, on_node)
-        self.kick()
-        return ack
-
-    def _wanted(self, w: WorkerRecord) -> bool:
-        job, attempt, _ = self.workers[w.workload_id]
-        return w.phase.holds_devices and not attempt.outcome and not job.state.terminal
-
-    def _reconcile(self, rt: NodeRuntime, reg: agent_pb2.Register, on_node: list[WorkerRecord]) -> None:
-        expected = [w for w in on_node if w.phase.holds_devices]
-        wanted = {w.workload_id: self._wanted(w) for w in on_node}
-        for action in reconcile_node(list(reg.workloads), expected, wanted):
-            if action.kind is ActionKind.RECORD and action.status is not None:
-                self.on_workload_status(action.status)
-            elif action.kind is ActionKind.STOP and rt.session is not None:
-                rt.session.send(
-                    stop=agent_pb2.StopWorkload(
-                        workload_id=action.workload_id, grace_period_s=self.stop_grace_s, reason=action.reason
-                    )
-                )
-            elif action.kind is ActionKind.RESEND_START:
-                job, attempt, w = self.workers[action.workload_id]
-                self._send_start(job, self.spec_of(job), attempt, w)
-            elif action.kind is ActionKind.LOST:
-                self.on_workload_status(
-                    common_pb2.WorkloadStatus(
-                        workload_id=action.workload_id,
-                        phase=_PHASE.WORKLOAD_PHASE_EXITED,
-                        exit_code=-1,
-                        message=f"lost: {action.reason}",
-                    )
-                )
-
-    def agent_detached(self, node_name: str, session: AgentSession) -> None:
-        if self.nodes.disconnect(node_name, session, self.clock()):
-            self._event(
-                "node", f"node {node_name} disconnected; its workers keep running", node_name=node_name
-            )
-
-    def on_agent_message(self, rt: NodeRuntime, msg: agent_pb2.AgentMessage) -> None:
-        body = msg.WhichOneof("body")
-        now = self.clock()
-        rt.last_seen = now
-        if body == "telemetry":
-            rt.telemetry = msg.telemetry
-            ts = msg.telemetry.sampled_at
-            self.lag.record(now, ts.seconds + ts.nanos * 1e-9)
-            return
-        if body == "log":
-            self._on_log(msg.log)
-        elif body == "workload":
-            self.on_workload_status(msg.workload)
-        elif body == "health":
-            self._on_health(rt, msg.health)
-        elif body == "leaving":
-            rt.leaving = True
-            self._event(
-                "node", f"node {rt.record.name} is leaving: {msg.leaving.reason}", node_name=rt.record.name
-            )
-        elif body == "command_result" and not msg.command_result.ok:
-            self._event(
-                "node",
-                f"command {msg.command_result.command_seq} failed on {rt.record.name}: "
-                f"{msg.command_result.message}",
-                node_name=rt.record.name,
-            )
-        if msg.seq and rt.session is not None:
-            rt.session.ack(msg.seq)
-
-    def _on_log(self, chunk: agent_pb2.LogChunk) -> None:
-        entry = self.workers.get(chunk.workload_id)
-        if entry is None:
-            return
-        _, _, w = entry
-        self.logs.append(w.job_id, w.attempt, w.rank, chunk.offset, chunk.data)
-
-    def _on_health(self, rt: NodeRuntime, ev: common_pb2.HealthEvent) -> None:
-        name = rt.record.name
-        kind = common_pb2.HealthEventKind.Name(ev.kind).removeprefix("HEALTH_EVENT_KIND_")
-        sev = common_pb2.Severity.Name(ev.severity).removeprefix("SEVERITY_")
-        code = f" {ev.code}" if ev.code else ""
-        injected = " (injected)" if ev.injected else ""
-        self._event(
-            "health",
-            f"device {ev.device_index} on {name}: {kind}{code} {sev}{injected}: {ev.message}",
-            node_name=name,
-            data={"device": ev.device_index, "kind": kind, "code": ev.code, "severity": sev},
-        )
-        if ev.kind == common_pb2.HEALTH_EVENT_KIND_RECOVERED:
-            health = "HEALTHY"
-        else:
-            health = _SEVERITY_TO_HEALTH.get(ev.severity, "")
-        current = rt.devices_by_index.get(ev.device_index)
-        # Only worsen here; a device gets better by an explicit recovery, not by a milder event.
-        order = ["HEALTHY", "SUSPECT", "UNHEALTHY"]
-        if (
-            health
-            and current is not None
-            and (health == "HEALTHY" or order.index(health) > order.index(current.health))
-        ):
-            self.nodes.set_device_health(name, ev.device_index, health)
-            self.kick()
-
-    # --- nodes API ---------------------------------------------------------------------
-
-    def node(self, name: str) -> NodeRuntime:
-        rt = self.nodes.get(name)
-        if rt is None:
-            raise NotFound(f"no node {name!r} (list them with `corral nodes`)")
-        return rt
-
-    def cordon(self, name: str, reason: str) -> NodeRuntime:
-        rt = self.node(name)
-        self.nodes.set_marks(name, cordoned=True, draining=rt.record.draining, reason=reason or "cordoned")
-        self._event("node", f"node {name} cordoned: {reason or 'no reason given'}", node_name=name)
-        return rt
-
-    def uncordon(self, name: str) -> NodeRuntime:
-        rt = self.node(name)
-        if rt.record.draining and rt.session is not None:
-            rt.session.send(drain=agent_pb2.Drain(lift=True))
-        self.nodes.set_marks(name, cordoned=False, draining=False, reason="")
-        self._event("node", f"node {name} uncordoned", node_name=name)
-        self.kick()
-        return rt
-
-    def drain(self, name: str, reason: str) -> NodeRuntime:
-        """Cordon, then move every gang with a worker here: checkpoint, stop, requeue.
-
-        A drained job is requeued without spending one of its restarts: the move is the
-        operator's doing, not the job's fault.
-        """
-        rt = self.node(name)
-        why = reason or "drained by operator"
-        self.nodes.set_marks(name, cordoned=True, draining=True, reason=why)
-        self._event("node", f"node {name} draining: {why}", node_name=name)
-        if rt.session is not None:
-            rt.session.send(drain=agent_pb2.Drain(reason=why))
-        for job in list(self.jobs.values()):
-            attempt = job.current_attempt
-            if job.state.terminal or attempt is None or attempt.outcome:
-                continue
-            if any(w.node_name == name and w.phase.holds_devices for w in attempt.workers):
-                for w in attempt.workers:
-                    node = self.nodes.get(w.node_name)
-                    if w.phase.holds_devices and node is not None and node.session is not None:
-                        node.session.send(
-                            checkpoint=agent_pb2.RequestCheckpoint(workload_id=w.workload_id, reason=why)
-                        )
-                self._requeue(job, attempt, f"node {name} is draining ({why})")
-        return rt
-
-    def inject_fault(self, name: str, device_index: int, fault: str) -> str:
-        rt = self.node(name)
-        dev = rt.devices_by_index.get(device_index)
-        if dev is None:
-            raise NotFound(f"node {name} has no device {device_index} (it has {sorted(rt.devices_by_index)})")
-        if not dev.simulated:
-            raise FailedPrecondition(
-                f"device {device_index} on {name} is a real device; faults are injected only "
-                "into simulated devices"
-            )
-        if rt.session is None:
-            raise FailedPrecondition(f"node {name} is not connected")
-        seq = rt.session.send(inject_fault=agent_pb2.InjectFault(device_index=device_index, fault=fault))
-        self._event("node", f"fault {fault} injected into device {device_index} on {name}", node_name=name)
-        return f"fault {fault} sent to {name} device {device_index} (command {seq})"
+    def workers_on(self, node_name: str) -> list[WorkerRecord]:
+        return [w for _, _, w in self.workers.values() if w.node_name == node_name]
 
     def active_workers_by_node(self) -> dict[str, list[WorkerRecord]]:
         """Workers holding devices, per node: one pass, for listings of many nodes."""

@@ -102,7 +102,7 @@ class NodeRegistry:
                 for d in reg.devices
             ],
         )
-        self.store.upsert_node(record)
+        self.store.upsert_node(record, devices_changed=old is None or old.devices != record.devices)
         if rt is None:
             rt = NodeRuntime(record)
             self._nodes[record.name] = rt

@@ -79,7 +79,10 @@ class Store:
 
     # --- nodes -------------------------------------------------------------------------
 
-    def upsert_node(self, node: NodeRecord) -> None:
+    def upsert_node(self, node: NodeRecord, *, devices_changed: bool = True) -> None:
+        """`devices_changed=False` skips rewriting the device rows: a reconnecting agent
+        usually reports the same inventory, and a restart storm of thousands of them should
+        cost one row each."""
         row = {k: v for k, v in asdict(node).items() if k != "devices"}
         with self.tx() as conn:
             exists = conn.execute(select(schema.nodes.c.name).where(schema.nodes.c.name == node.name)).first()
@@ -87,6 +90,8 @@ class Store:
                 conn.execute(update(schema.nodes).where(schema.nodes.c.name == node.name).values(**row))
             else:
                 conn.execute(insert(schema.nodes).values(**row))
+            if not devices_changed and exists:
+                return
             conn.execute(delete(schema.devices).where(schema.devices.c.node_name == node.name))
             if node.devices:
                 conn.execute(insert(schema.devices), [_device_row(d) for d in node.devices])

@@ -86,3 +86,15 @@ def test_lag_percentiles_over_window() -> None:
     s = lag.summary(now=101.0)
     assert s.messages == 100 and abs(s.p50_s - 0.01) < 1e-9 and abs(s.max_s - 0.5) < 1e-9
     assert lag.summary(now=200.0).messages == 0 and lag.total == 100
+
+
+def test_unchanged_inventory_keeps_device_rows_and_changed_one_replaces_them(tmp_path: Path) -> None:
+    store = Store.open(tmp_path)
+    devs = [DeviceRecord("n0", i, "nvidia", "H100") for i in range(2)]
+    store.upsert_node(NodeRecord("n0", 1.0, 1.0, devices=devs))
+    store.upsert_node(NodeRecord("n0", 1.0, 5.0, instance_id="second", devices=devs), devices_changed=False)
+    [n] = store.load_nodes()
+    assert n.last_seen == 5.0 and n.instance_id == "second" and len(n.devices) == 2
+    store.upsert_node(NodeRecord("n0", 1.0, 6.0, devices=devs[:1]))
+    [n] = store.load_nodes()
+    assert len(n.devices) == 1
