@@ -1,8 +1,9 @@
-"""The control plane's core: jobs, their attempts, and the agents' reports.
+"""The control plane's core: jobs, their attempts and workers, and placement.
 
 Runs on one asyncio loop, so state changes are serialised without locks. Decisions come
-from pure functions (placement, lifecycle, reconcile); this class applies them: it writes
-the store, appends to the event log and sends commands down agent streams.
+from pure functions (placement, lifecycle); this class applies them: it writes the store,
+appends to the event log and sends commands down agent streams. What agents report comes in
+through agent_reports.py; operators' node actions through node_ops.py.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from google.protobuf import json_format
 
 from scheduler.jobstate import JobState, check_transition
 from scheduler.lifecycle import Verdict, after_failed_attempt, describe_exit, judge_attempt
-from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
+from scheduler.model import AttemptRecord, DeviceRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
 from scheduler.placement import NodeCapacity, PlacementDecision, PlacementRequest, first_fit
 from scheduler.server.events import EventBus
 from scheduler.server.ingest import LagTracker
@@ -172,7 +173,7 @@ class ControlPlane:
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _capacity(self) -> dict[str, list[Any]]:
+    def _capacity(self) -> dict[str, list[DeviceRecord]]:
         held: set[tuple[str, int]] = {
             (w.node_name, i)
             for _, _, w in self.workers.values()

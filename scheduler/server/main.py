@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from pathlib import Path
@@ -27,6 +28,19 @@ SERVICE_NAMES = (
 )
 
 
+def tune_gc() -> None:
+    """Make CPython's cyclic GC stop pausing the event loop.
+
+    Measured with benchmarks/ingest.py at 5,000 agent streams: under the default thresholds
+    a full collection ran every few seconds, paused the loop for 300-700 ms and freed almost
+    nothing; those pauses were the whole telemetry-lag p99 (0.5-0.7 s). With larger young
+    generations, rare full collections, and what start-up loaded frozen out of them, p99 fell
+    to about 0.06 s. Reference counting still frees everything acyclic at once.
+    """
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 1_000)
+
+
 def _server_credentials() -> grpc.ServerCredentials | None:
     """The seam for mTLS: credentials will come from configuration, not code changes."""
     return None
@@ -37,6 +51,7 @@ async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = N
     store = Store.open(data_dir)
     cp = ControlPlane(store, data_dir)
     cp.load()
+    tune_gc()
     server = grpc.aio.server(
         options=[
             ("grpc.keepalive_time_ms", 20_000),
