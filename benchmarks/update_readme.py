@@ -20,7 +20,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 def ingest_section(report: dict[str, Any]) -> str:
     rows = [
-        "| nodes | telemetry msg/s | lag p50 | lag p99 | server CPU (100% = 1 core) | generators' CPU | note |",
+        "| nodes | telemetry msg/s | lag p50 | lag p99 | server CPU (100% = 1 core) "
+        "| generators' CPU | note |",
         "|---:|---:|---:|---:|---:|---:|---|",
     ]
     for s in report["steps"]:
@@ -38,7 +39,8 @@ def ingest_section(report: dict[str, Any]) -> str:
             "",
             f"Largest node count held with lag p99 ≤ {report['p99_limit_s']:g} s: "
             f"**{report['largest_nodes_held']:,}** (goal {report['goal_nodes']:,}: "
-            f"{'met' if report['goal_met'] else 'not met'}); the ramp ended because: {report['stop_reason']}.",
+            f"{'met' if report['goal_met'] else 'not met'}); "
+            f"the ramp ended because: {report['stop_reason']}.",
             f"Command: `{report['command']}` on {m['nproc']} × {m['cpu_model']}, Python {m['python']}, "
             f"grpcio {m['grpcio']}, {report['finished_at']}.",
         ]
@@ -57,7 +59,8 @@ def main() -> int:
         if not pattern.search(text):
             print(f"README.md has no <!-- {name}:begin/end --> markers", file=sys.stderr)
             return 1
-        text = pattern.sub(lambda mt: mt.group(1) + render(report) + "\n" + mt.group(2), text)
+        section = render(report)
+        text = pattern.sub(lambda mt: mt.group(1) + section + "\n" + mt.group(2), text)
     readme.write_text(text)
     print("README.md figures updated from", ", ".join(f"{n}.json" for n in SECTIONS))
     return 0
