@@ -60,7 +60,7 @@ def main() -> int:
             print(f"README.md has no <!-- {name}:begin/end --> markers", file=sys.stderr)
             return 1
         section = render(report)
-        text = pattern.sub(lambda mt: mt.group(1) + section + "\n" + mt.group(2), text)
+        text = pattern.sub(lambda mt, body=section: mt.group(1) + body + "\n" + mt.group(2), text)
     readme.write_text(text)
     print("README.md figures updated from", ", ".join(f"{n}.json" for n in SECTIONS))
     return 0
