@@ -160,9 +160,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
         self.cp = cp
 
     def _node(self, rt: NodeRuntime, active: dict[str, list[WorkerRecord]] | None = None) -> node_pb2.Node:
-        workers = (active if active is not None else self.cp.active_workers_by_node()).get(rt.record.name, [])
+        active = active if active is not None else self.cp.active_workers_by_node()
+        workers = active.get(rt.record.name, [])
         return node_to_proto(
-            rt, sum(len(w.device_indices) for w in workers), sorted(w.workload_id for w in workers)
+            rt, self.cp.free_device_count(rt, active), sorted(w.workload_id for w in workers)
         )
 
     async def List(self, request: node_pb2.ListNodesRequest, context: Context) -> node_pb2.ListNodesResponse:
@@ -231,16 +232,14 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         cpu = self.process.cpu_times()
         devices_total = sum(len(rt.record.devices) for rt in nodes if rt.connected)
         active = self.cp.active_workers_by_node()
-        held = sum(
-            len(w.device_indices) for rt in nodes if rt.connected for w in active.get(rt.record.name, [])
-        )
+        free = sum(self.cp.free_device_count(rt, active) for rt in nodes if rt.connected)
         return cluster_pb2.ClusterStatus(
             version=__version__,
             started_at=timestamp(self.cp.started_at),
             nodes_total=len(nodes),
             nodes_ready=sum(1 for rt in nodes if rt.connected),
             devices_total=devices_total,
-            devices_free=max(0, devices_total - held),
+            devices_free=free,
             jobs_by_state=by_state,
             ingest=cluster_pb2.IngestStats(
                 telemetry_messages_total=self.cp.lag.total,

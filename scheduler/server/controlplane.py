@@ -174,16 +174,9 @@ class ControlPlane:
     # --- scheduling --------------------------------------------------------------------
 
     def _capacity(self) -> dict[str, list[DeviceRecord]]:
-        held: set[tuple[str, int]] = {
-            (w.node_name, i)
-            for _, _, w in self.workers.values()
-            if w.phase.holds_devices
-            for i in w.device_indices
-        }
+        active = self.active_workers_by_node()
         return {
-            rt.record.name: [
-                d for d in rt.record.devices if d.health != "UNHEALTHY" and (d.node_name, d.index) not in held
-            ]
+            rt.record.name: rt.free_devices(held_indices(active, rt.record.name))
             for rt in self.nodes
             if rt.schedulable
         }
@@ -399,6 +392,9 @@ class ControlPlane:
             self.store.update_attempt(attempt)
             self.kick()  # its devices are free now
 
+    def free_device_count(self, rt: NodeRuntime, active: dict[str, list[WorkerRecord]]) -> int:
+        return len(rt.free_devices(held_indices(active, rt.record.name)))
+
     def workers_on(self, node_name: str) -> list[WorkerRecord]:
         return [w for _, _, w in self.workers.values() if w.node_name == node_name]
 
@@ -409,3 +405,7 @@ class ControlPlane:
             if w.phase.holds_devices:
                 by_node.setdefault(w.node_name, []).append(w)
         return by_node
+
+
+def held_indices(active: dict[str, list[WorkerRecord]], node_name: str) -> set[int]:
+    return {i for w in active.get(node_name, []) for i in w.device_indices}

@@ -38,9 +38,8 @@ def device_to_proto(d: DeviceRecord) -> common_pb2.Device:
     )
 
 
-def node_to_proto(rt: NodeRuntime, devices_held: int, workloads: list[str]) -> node_pb2.Node:
+def node_to_proto(rt: NodeRuntime, devices_free: int, workloads: list[str]) -> node_pb2.Node:
     r = rt.record
-    usable = sum(1 for d in r.devices if d.health != "UNHEALTHY")
     return node_pb2.Node(
         name=r.name,
         state=node_pb2.NODE_STATE_READY if rt.connected else node_pb2.NODE_STATE_DISCONNECTED,
@@ -56,7 +55,7 @@ def node_to_proto(rt: NodeRuntime, devices_held: int, workloads: list[str]) -> n
         agent_version=r.agent_version,
         workloads=workloads,
         cordon_reason=r.cordon_reason,
-        devices_free=max(0, usable - devices_held),
+        devices_free=devices_free,
     )
 
 

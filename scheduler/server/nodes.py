@@ -31,6 +31,10 @@ class NodeRuntime:
     def schedulable(self) -> bool:
         return self.connected and not self.leaving and not self.record.cordoned and not self.record.draining
 
+    def free_devices(self, held: set[int]) -> list[DeviceRecord]:
+        """Devices a new worker could get: not UNHEALTHY and not held by a running worker."""
+        return [d for d in self.record.devices if d.health != "UNHEALTHY" and d.index not in held]
+
     def reindex(self) -> None:
         self.devices_by_index = {d.index: d for d in self.record.devices}
 

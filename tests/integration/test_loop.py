@@ -215,6 +215,10 @@ def test_cordon_drain_and_injected_faults_steer_placement(
         lambda: api.node("n0").devices[3].health == common_pb2.DEVICE_HEALTH_UNHEALTHY, 15, what="unhealthy"
     )
     wait_for(lambda: api.node("n0").devices_free == 7, 30, what="devices free after cancel")
+    from corral.v1 import cluster_pb2
+
+    status = api.cluster.GetStatus(cluster_pb2.GetStatusRequest(), timeout=5)
+    assert (status.devices_total, status.devices_free) == (16, 15)  # the unhealthy one is not free
     job_id = submit(
         server,
         write_spec(
