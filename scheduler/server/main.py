@@ -58,6 +58,12 @@ async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = N
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
             ("grpc.max_concurrent_streams", 100_000),
+            # gRPC core cancels calls the application has not picked up once more than
+            # 1,000 wait (its default). A control-plane restart makes every agent reconnect at
+            # once: with the default, 1% of 2,000 streams opened at 1,000/s were CANCELLED
+            # before registering; with these, 5,000 at 2,500/s all registered.
+            ("grpc.server.max_pending_requests", 20_000),
+            ("grpc.server.max_pending_requests_hard_limit", 50_000),
         ]
     )
     agents = AgentServicer(cp)
