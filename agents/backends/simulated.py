@@ -22,28 +22,13 @@ from corral.v1 import common_pb2
 
 from agents.backends.base import BackendError, DeviceBackend, NodeInfo, PowerLimitError
 from agents.backends.xid import XID_FELL_OFF_BUS, xid_kind, xid_message, xid_severity
+from agents.faults import parse_fault
 from agents.profiles import GIB, NodeProfile, load_profile
 from agents.timeutil import timestamp
 
 log = logging.getLogger("corral.agent.simulated")
 
-FAULT_FORMS = ("xid:<code>", "ecc-dbe", "fell-off-bus", "thermal", "hang", "clear")
 THERMAL_FAULT_EXCESS_C = 5.0  # how far above the slowdown threshold an injected thermal fault sits
-
-
-def parse_fault(fault: str) -> tuple[str, int]:
-    """Split `xid:79` into ("xid", 79); other forms carry code 0."""
-    text = fault.strip().lower()
-    if text.startswith("xid:"):
-        try:
-            code = int(text.removeprefix("xid:"))
-        except ValueError:
-            code = -1
-        if code >= 0:
-            return "xid", code
-    elif text in FAULT_FORMS:
-        return text, 0
-    raise ValueError(f"unknown fault {fault!r}; accepted forms: {', '.join(FAULT_FORMS)}")
 
 
 @dataclass
@@ -215,7 +200,8 @@ class SimulatedBackend(DeviceBackend):
     # -- faults --------------------------------------------------------------------------
 
     def inject_fault(self, index: int, fault: str) -> None:
-        kind, code = parse_fault(fault)
+        parsed = parse_fault(fault)
+        kind, code = parsed.kind, parsed.code
         with self._lock:
             state = self._state(index)
             if state.lost and kind != "clear":

@@ -11,6 +11,7 @@ import grpc
 import psutil
 from corral.v1 import cluster_pb2, cluster_pb2_grpc, job_pb2, job_pb2_grpc, node_pb2, node_pb2_grpc
 
+from agents.faults import parse_fault
 from scheduler import __version__
 from scheduler.jobstate import JobState
 from scheduler.model import WorkerRecord
@@ -22,7 +23,6 @@ from scheduler.spec import SpecError, spec_from_proto, spec_to_proto
 
 # grpc.aio.ServicerContext; grpc ships no type information.
 Context: TypeAlias = Any
-FAULT_KINDS = ("xid:<code>", "ecc-dbe", "fell-off-bus", "thermal", "hang")
 
 
 async def _abort_for(context: Context, exc: Exception) -> None:
@@ -194,25 +194,17 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     async def InjectFault(
         self, request: node_pb2.InjectFaultRequest, context: Context
     ) -> node_pb2.InjectFaultResponse:
-        problem = fault_problem(request.fault)
-        if problem:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, problem)
+        try:
+            fault = str(parse_fault(request.fault))
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"fault: {exc}")
         try:
             return node_pb2.InjectFaultResponse(
-                message=node_ops.inject_fault(self.cp, request.node_name, request.device_index, request.fault)
+                message=node_ops.inject_fault(self.cp, request.node_name, request.device_index, fault)
             )
         except (NotFound, FailedPrecondition) as exc:
             await _abort_for(context, exc)
             raise
-
-
-def fault_problem(fault: str) -> str:
-    kind, _, code = fault.partition(":")
-    if kind == "xid" and code.isdigit():
-        return ""
-    if fault in FAULT_KINDS[1:]:
-        return ""
-    return f"fault: {fault!r} is not a fault kind; use one of {', '.join(FAULT_KINDS)}"
 
 
 class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):

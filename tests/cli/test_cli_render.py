@@ -11,11 +11,11 @@ from cli_fakes import NOW, make_node, ts
 from corral.v1 import cluster_pb2, common_pb2, job_pb2
 from rich.console import Console
 
+from agents.faults import parse_fault
 from scheduler.cli import render, render_nodes
 from scheduler.cli.client import error_from_rpc, exit_code_for
 from scheduler.cli.errors import ExitCode
 from scheduler.cli.jobs import LogWriter, _parse_states
-from scheduler.cli.sim import parse_fault
 from scheduler.cli.up import _plan_agents, dial_address, split_listen
 
 
@@ -155,7 +155,7 @@ def test_status_view() -> None:
      ("thermal", "thermal"), ("HANG", "hang")],
 )  # fmt: skip
 def test_parse_fault_accepts(text: str, expected: str) -> None:
-    assert parse_fault(text) == expected
+    assert str(parse_fault(text)) == expected
 
 
 @pytest.mark.parametrize("text", ["xid", "xid:", "xid:abc", "xid:0", "ecc", "thermal:3", "", "fell off bus"])
