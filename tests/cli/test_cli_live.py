@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,7 +17,8 @@ import pytest
 pytest.importorskip("scheduler.server.main", reason="the control plane is not there yet")
 pytest.importorskip("agents.main", reason="the node agent is not there yet")
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.harness import REPO, wait_for
+
 CORRAL = [sys.executable, "-m", "scheduler.cli"]
 pytestmark = pytest.mark.e2e
 
@@ -29,15 +30,6 @@ def corral(*args: str, server: str | None = None, timeout: float = 60) -> subpro
     return subprocess.run(
         [*CORRAL, *args], capture_output=True, text=True, env=env, cwd=REPO, timeout=timeout, check=False
     )
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError("timed out")
 
 
 def stop(proc: subprocess.Popen[str]) -> int:
