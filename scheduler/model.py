@@ -78,6 +78,7 @@ class WorkerRecord:
     progress_step: int = 0
     checkpoint_step: int = 0
     checkpoint_path: str = ""
+    checkpoint_at: float | None = None  # when the control plane heard of it; not persisted
     started_at: float | None = None
     ended_at: float | None = None
 

@@ -11,9 +11,18 @@ YAML fields (defaults in brackets):
   args                 [[]] list of strings (or one string, split), appended to command
   image                [none] reserved for the Kubernetes launcher (see validate_for_local_launcher)
   workers              [1] gang size, 1..4096
-  devices_per_worker   [0] 0..64; 0 means a CPU-only worker
-  accelerator          [none] {vendors: [...], models: [...], min_memory: "40GiB" | "80GB" | bytes};
+  devices_per_worker   [0] 0..64 whole devices; 0 means a CPU-only worker. Or a share of one
+                       device, 0.001..0.999 with at most 3 decimals (0.25: a quarter of a device,
+                       shared with other work, like Alibaba's gpu_milli 250)
+  accelerator          [none] {vendors: [...], models: [...], min_memory: "40GiB" | "80GB" | bytes,
+                       min_tflops: 100 (dense bf16, else fp16, TFLOPS per device, from the catalog)};
                        only allowed when devices_per_worker > 0
+  resources            [none] per worker: {cpu: 4 | 2.5 | "500m" (cores, at most 3 decimals,
+                       ≤ 1000000), memory: "16GiB" | bytes}; both optional, 0 means none reserved
+  topology             [none] {pack: island | node | rack | block | none, required: false}: pack
+                       the gang into as few of these domains as possible; `required`: wait rather
+                       than spread. island (each worker's devices on one intra-node fabric island)
+                       needs devices_per_worker ≥ 2; required needs a pack other than none
   queue                ["default"] same rules as name
   priority             [0] -1000..1000
   env                  [{}] string -> string; names like [A-Za-z_][A-Za-z0-9_]*; the variables the
@@ -27,8 +36,14 @@ zero, so a zero or empty value in the message means "not given" and takes the YA
   name "" / command [] -> missing (an error: both are required)
   workers 0 -> 1;  queue "" -> "default"
   image "", checkpoint_dir "", working_dir "" -> none
-  accelerator: unset message -> none; min_memory_bytes 0 -> no minimum
+  accelerator: unset message -> none; min_memory_bytes 0 / min_tflops 0 -> no minimum
+  devices_per_worker + device_milli: whole devices are devices_per_worker N, device_milli 0
+    (1000 is read as whole too); a share 0.25 is devices_per_worker 1, device_milli 250
+  resources.cpu <-> cpu_milli, resources.memory <-> memory_bytes; both 0 -> no resources
+  topology <-> topology {pack, required}: unset message or pack "" -> none
   devices_per_worker, priority, max_restarts: 0 is their default, so nothing is lost.
+Problems found only in a message (device_milli 1500; a share with devices_per_worker 2) are
+reported at the message's field paths (`device_milli`, `cpu_milli`, `memory_bytes`).
 Every valid spec survives spec_from_proto(spec_to_proto(spec)) == spec.
 """
 
@@ -41,7 +56,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeGuard
 
 import yaml
 from corral.v1 import job_pb2
@@ -69,9 +84,13 @@ IMAGE_RESERVED_MESSAGE = (
 )
 MAX_WORKERS = 4096
 MAX_DEVICES_PER_WORKER = 64
+MAX_CPU_CORES = 1_000_000  # per worker; keeps milli-cores exact as a float of cores
+WHOLE_DEVICE_MILLI = 1000  # milli-devices in one device
+TOPOLOGY_PACKS: tuple[str, ...] = ("island", "node", "rack", "block", "none")
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*", re.IGNORECASE)
+_CPU_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m?)\s*")
 _UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 _UINT64_MAX = 2**64 - 1
 
@@ -120,8 +139,10 @@ def _show(value: object) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("corral", message)
+def _fail(message: str, at: str = "") -> PydanticCustomError:
+    """An error for the field being validated, or for its sub-field `at` (for checks that a
+    field validator of the enclosing model makes, e.g. `topology` against the devices)."""
+    return PydanticCustomError("corral", message, {"at": at} if at else None)
 
 
 # ----------------------------------------------------------------------------- field rules
@@ -141,6 +162,84 @@ def _integer(lo: int, hi: int) -> Callable[[object], int]:
         return value
 
     return check
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _devices(value: object) -> int | float:
+    """Whole devices 0..64 (an int), or a share of one device in thousandths (a float)."""
+    whole = f"must be a whole number of devices or a share below 1 (got {_show(value)})"
+    if not _is_number(value):
+        raise _fail(whole)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, int):
+        return _integer(0, MAX_DEVICES_PER_WORKER)(value)
+    if not math.isfinite(value) or value > 1:
+        raise _fail(whole)
+    if value < 0:
+        raise _fail(f"must be ≥ 0 (got {_show(value)})")
+    milli = round(value * WHOLE_DEVICE_MILLI)
+    if not 1 <= milli < WHOLE_DEVICE_MILLI or abs(value * WHOLE_DEVICE_MILLI - milli) > 1e-6:
+        raise _fail(
+            "a share of a device must be between 0.001 and 0.999 with at most 3 decimals "
+            f"(got {_show(value)})"
+        )
+    return milli / WHOLE_DEVICE_MILLI
+
+
+def parse_cpu(value: object) -> int:
+    """CPU cores -> milli-cores: `4` -> 4000, `2.5` -> 2500, `"500m"` -> 500, `"1.5"` -> 1500."""
+    if _is_number(value):
+        milli: float = value * 1000
+    elif isinstance(value, str) and (m := _CPU_RE.fullmatch(value)):
+        number, unit = m.groups()
+        milli = float(number) * (1 if unit else 1000)
+    else:
+        raise _fail(f"must be a number of cores like 4, 2.5 or '500m' (got {_show(value)})")
+    if not math.isfinite(milli) or milli < 0 or milli > MAX_CPU_CORES * 1000:
+        raise _fail(f"must be between 0 and {MAX_CPU_CORES} cores (got {_show(value)})")
+    if abs(milli - round(milli)) > 1e-6:
+        raise _fail(f"must be a whole number of milli-cores: at most 3 decimals (got {_show(value)})")
+    return round(milli)
+
+
+def _cpu_cores(value: object) -> float | None:
+    """Cores, normalised to whole milli-cores; 0 or null: none reserved."""
+    milli = None if value is None else parse_cpu(value)
+    return milli / 1000 if milli else None
+
+
+def _tflops(value: object) -> float | None:
+    """A minimum in TFLOPS; 0 or null means no minimum."""
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise _fail(f"must be a number of TFLOPS per device, like 100 (got {_show(value)})")
+    if not math.isfinite(value) or value < 0:
+        raise _fail(f"must be a positive number of TFLOPS per device (got {_show(value)})")
+    return float(value) or None
+
+
+def _boolean(value: object) -> bool:
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise _fail(f"must be true or false (got {_show(value)})")
+    return value
+
+
+def _pack(value: object) -> str:
+    if value is None:
+        return "none"
+    text = _string(value).strip().lower() or "none"
+    if text in TOPOLOGY_PACKS:
+        return text
+    close = difflib.get_close_matches(text, TOPOLOGY_PACKS, n=1)
+    meant = f" (did you mean '{close[0]}'?)" if close else ""
+    raise _fail(f"unknown level {_show(value)}{meant}; allowed: {', '.join(TOPOLOGY_PACKS)}")
 
 
 def _string(value: object) -> str:
@@ -282,8 +381,11 @@ class AcceleratorSpec(BaseModel):
         int | None, BeforeValidator(lambda v: None if v is None else (parse_memory(v) or None))
     ] = None
 
+    # dense TFLOPS per device; None = no minimum
+    min_tflops: Annotated[float | None, BeforeValidator(_tflops)] = None
+
     def is_empty(self) -> bool:
-        return not self.vendors and not self.models and self.min_memory is None
+        return not self.vendors and not self.models and self.min_memory is None and self.min_tflops is None
 
 
 def _accelerator_needs_devices(value: AcceleratorSpec | None, info: Any) -> AcceleratorSpec | None:
@@ -297,9 +399,63 @@ def _accelerator_needs_devices(value: AcceleratorSpec | None, info: Any) -> Acce
     return value
 
 
+class ResourcesSpec(BaseModel):
+    """What each worker reserves on its node besides devices. None: nothing reserved."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # cores (whole milli-cores: 2.5, 0.001); None = none reserved
+    cpu: Annotated[float | None, BeforeValidator(_cpu_cores)] = None
+    # bytes
+    memory: Annotated[
+        int | None, BeforeValidator(lambda v: None if v is None else (parse_memory(v) or None))
+    ] = None
+
+    def is_empty(self) -> bool:
+        return self.cpu is None and self.memory is None
+
+
+def _empty_resources_are_none(value: ResourcesSpec | None) -> ResourcesSpec | None:
+    return None if value is None or value.is_empty() else value
+
+
+def _required_needs_a_pack(value: bool, info: Any) -> bool:
+    if value and info.data.get("pack") == "none":
+        raise _fail(
+            "nothing to require with pack none: set pack (island, node, rack or block), or drop required"
+        )
+    return value
+
+
+class TopologySpec(BaseModel):
+    """Where the gang's workers go relative to each other (see TOPOLOGY_PACKS)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pack: Annotated[str, BeforeValidator(_pack)] = "none"
+    required: Annotated[bool, BeforeValidator(_boolean), AfterValidator(_required_needs_a_pack)] = False
+
+    def is_empty(self) -> bool:
+        return self.pack == "none" and not self.required
+
+
+def _topology_fits_devices(value: TopologySpec | None, info: Any) -> TopologySpec | None:
+    if value is None or value.is_empty():
+        return None
+    devices = info.data.get("devices_per_worker")
+    if value.pack == "island" and devices is not None and not (isinstance(devices, int) and devices >= 2):
+        raise _fail(
+            "island packs each worker's devices onto one interconnect island (NVLink, HCCS, ...), "
+            f"which takes devices_per_worker ≥ 2 (got {_show(devices)}); use pack node or rack, "
+            "or drop topology",
+            at="pack",
+        )
+    return value
+
+
 class JobSpec(BaseModel):
-    """A validated job spec. Field order matters: `accelerator` is checked against
-    `devices_per_worker`, which pydantic validates first."""
+    """A validated job spec. Field order matters: `accelerator` and `topology` are checked
+    against `devices_per_worker`, which pydantic validates first."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -308,8 +464,11 @@ class JobSpec(BaseModel):
     args: Words = Field(default_factory=list)
     image: Annotated[str | None, BeforeValidator(_optional_string)] = None
     workers: Annotated[int, BeforeValidator(_integer(1, MAX_WORKERS))] = 1
-    devices_per_worker: Annotated[int, BeforeValidator(_integer(0, MAX_DEVICES_PER_WORKER))] = 0
+    # an int: whole devices; a float in (0, 1): a share of one device, in thousandths
+    devices_per_worker: Annotated[int | float, BeforeValidator(_devices)] = 0
     accelerator: Annotated[AcceleratorSpec | None, AfterValidator(_accelerator_needs_devices)] = None
+    resources: Annotated[ResourcesSpec | None, AfterValidator(_empty_resources_are_none)] = None
+    topology: Annotated[TopologySpec | None, AfterValidator(_topology_fits_devices)] = None
     queue: Name = "default"
     priority: Annotated[int, BeforeValidator(_integer(-1000, 1000))] = 0
     env: Annotated[
@@ -320,8 +479,44 @@ class JobSpec(BaseModel):
     max_restarts: Annotated[int, BeforeValidator(_integer(0, 100))] = 0
 
     @property
+    def shares_a_device(self) -> bool:
+        """Each worker gets a share (below 1) of one device, shared with other work."""
+        return isinstance(self.devices_per_worker, float)
+
+    @property
+    def device_milli(self) -> int:
+        """Thousandths of its device each worker gets: 1000 for whole devices (and for CPU-only
+        workers), 1..999 for a share."""
+        if self.shares_a_device:
+            return round(self.devices_per_worker * WHOLE_DEVICE_MILLI)
+        return WHOLE_DEVICE_MILLI
+
+    @property
+    def whole_devices_per_worker(self) -> int:
+        """Devices each worker touches: a share counts as its one device."""
+        return 1 if self.shares_a_device else int(self.devices_per_worker)
+
+    @property
     def total_devices(self) -> int:
-        return self.workers * self.devices_per_worker
+        """Devices the gang touches: workers × devices_per_worker, a share counting as its one
+        (shared) device. `total_device_milli` says how much of them it uses."""
+        return self.workers * self.whole_devices_per_worker
+
+    @property
+    def total_device_milli(self) -> int:
+        """Thousandths of a device the gang uses in all: 4 workers × 0.25 -> 1000."""
+        return self.total_devices * self.device_milli
+
+    @property
+    def cpu_milli(self) -> int:
+        """Milli-cores reserved per worker; 0: none."""
+        cores = self.resources.cpu if self.resources else None
+        return round(cores * 1000) if cores else 0
+
+    @property
+    def memory_bytes(self) -> int:
+        """Memory reserved per worker; 0: none."""
+        return (self.resources.memory or 0) if self.resources else 0
 
     @property
     def argv(self) -> list[str]:
@@ -344,14 +539,24 @@ def _path(loc: tuple[int | str, ...]) -> str:
     return out
 
 
+_SUB_MODELS: dict[object, type[BaseModel]] = {
+    "accelerator": AcceleratorSpec,
+    "resources": ResourcesSpec,
+    "topology": TopologySpec,
+}
+
+
 def _fields_of(loc: tuple[int | str, ...]) -> list[str]:
-    model: type[BaseModel] = AcceleratorSpec if loc[:1] == ("accelerator",) else JobSpec
+    model: type[BaseModel] = _SUB_MODELS.get(loc[0], JobSpec) if len(loc) > 1 else JobSpec
     return list(model.model_fields)
 
 
 def _problem(err: ErrorDetails) -> SpecProblem:
     loc = tuple(err["loc"])
     kind, got = err["type"], err.get("input")
+    at = (err.get("ctx") or {}).get("at")
+    if kind == "corral" and at:
+        loc = (*loc, str(at))
     if kind == "extra_forbidden":
         field = str(loc[-1])
         fields = _fields_of(loc)
@@ -479,7 +684,10 @@ def spec_to_proto(spec: JobSpec) -> Any:
         args=spec.args,
         image=spec.image or "",
         workers=spec.workers,
-        devices_per_worker=spec.devices_per_worker,
+        devices_per_worker=spec.whole_devices_per_worker,
+        device_milli=spec.device_milli if spec.shares_a_device else 0,
+        cpu_milli=spec.cpu_milli,
+        memory_bytes=spec.memory_bytes,
         queue=spec.queue,
         priority=spec.priority,
         env=spec.env,
@@ -492,13 +700,46 @@ def spec_to_proto(spec: JobSpec) -> Any:
         msg.accelerator.vendors.extend(acc.vendors)
         msg.accelerator.models.extend(acc.models)
         msg.accelerator.min_memory_bytes = acc.min_memory or 0
+        msg.accelerator.min_tflops = acc.min_tflops or 0.0
+    if spec.topology is not None:
+        msg.topology.pack = spec.topology.pack
+        msg.topology.required = spec.topology.required
     return msg
+
+
+# Where a problem found in the YAML-shaped data sits in the message, when the names differ.
+_PROTO_PATHS = {"resources.cpu": "cpu_milli", "resources.memory": "memory_bytes"}
+
+
+def _devices_from_proto(msg: Any, problems: list[SpecProblem]) -> object:
+    milli, devices = msg.device_milli, msg.devices_per_worker
+    if milli in (0, WHOLE_DEVICE_MILLI):
+        return devices
+    if milli > WHOLE_DEVICE_MILLI:
+        problems.append(
+            SpecProblem(
+                "device_milli",
+                f"must be 0 or {WHOLE_DEVICE_MILLI} for whole devices, or 1..{WHOLE_DEVICE_MILLI - 1} "
+                f"for a share of one device (got {milli})",
+            )
+        )
+    elif devices != 1:
+        problems.append(
+            SpecProblem(
+                "device_milli",
+                f"a share of a device ({milli}) is of one device: needs devices_per_worker 1 (got {devices})",
+            )
+        )
+    else:
+        return milli / WHOLE_DEVICE_MILLI
+    return devices
 
 
 def spec_from_proto(msg: Any, source: str = "JobSpec message", *, local_launcher: bool = False) -> JobSpec:
     """corral.v1.JobSpec -> validated JobSpec; zero/empty fields mean "not given"."""
+    proto_problems: list[SpecProblem] = []
     data: dict[str, object] = {
-        "devices_per_worker": msg.devices_per_worker,
+        "devices_per_worker": _devices_from_proto(msg, proto_problems),
         "priority": msg.priority,
         "max_restarts": msg.max_restarts,
         "args": list(msg.args),
@@ -517,5 +758,17 @@ def spec_from_proto(msg: Any, source: str = "JobSpec message", *, local_launcher
             "vendors": list(acc.vendors),
             "models": list(acc.models),
             "min_memory": acc.min_memory_bytes or None,
+            "min_tflops": acc.min_tflops or None,
         }
-    return parse_spec(data, source, local_launcher=local_launcher)
+    if msg.cpu_milli or msg.memory_bytes:
+        data["resources"] = {"cpu": f"{msg.cpu_milli}m", "memory": msg.memory_bytes}
+    if msg.HasField("topology"):
+        data["topology"] = {"pack": msg.topology.pack, "required": msg.topology.required}
+    try:
+        spec = parse_spec(data, source, local_launcher=local_launcher)
+    except SpecError as exc:
+        found = [SpecProblem(_PROTO_PATHS.get(p.path, p.path), p.message) for p in exc.problems]
+        raise SpecError([*found, *proto_problems], source) from None
+    if proto_problems:
+        raise SpecError(proto_problems, source)
+    return spec

@@ -89,11 +89,12 @@ class Proc:
 
 
 class Server(Proc):
-    def __init__(self, data_dir: Path, listen: str = "127.0.0.1:0") -> None:
+    def __init__(self, data_dir: Path, listen: str = "127.0.0.1:0", *extra: str) -> None:
         self.data_dir = data_dir
         (data_dir / "server.addr").unlink(missing_ok=True)
         super().__init__(
-            [CORRAL, "server", "--listen", listen, "--data-dir", str(data_dir)], data_dir / "server.log"
+            [CORRAL, "server", "--listen", listen, "--data-dir", str(data_dir), *extra],
+            data_dir / "server.log",
         )
         self.address = wait_for(self._read_addr, 30, what="server.addr")
 

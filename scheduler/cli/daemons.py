@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from scheduler.cli.common import DEFAULT_SERVER, ServerOpt
 from scheduler.cli.errors import CliError, ExitCode
+from scheduler.placement.policies import DEFAULT_POLICY, POLICIES
+
+if TYPE_CHECKING:
+    from scheduler.server.main import ServerConfig
 
 DATA_DIR_ENV = "CORRAL_DATA_DIR"
 
@@ -32,13 +36,35 @@ def server(
             help=f"Store and logs (default: ${DATA_DIR_ENV} or ~/.local/share/corral).", file_okay=False
         ),
     ] = None,
+    queues: Annotated[
+        Path | None,
+        typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
+    ] = None,
+    policy: Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")] = DEFAULT_POLICY,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
 
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    serve(listen, directory)
+    serve(listen, directory, load_server_config(queues, policy))
+
+
+def load_server_config(queues: Path | None, policy: str) -> ServerConfig:
+    """Check the scheduling configuration before anything starts: a bad file stops the
+    server with the field named, instead of a control plane running with the wrong rules."""
+    from scheduler.queueing import QueueConfigError, QueueSet
+    from scheduler.server.main import ServerConfig
+
+    if policy not in POLICIES:
+        raise CliError(
+            f"--policy: unknown policy {policy!r}; choose one of {', '.join(POLICIES)}", ExitCode.BAD_INPUT
+        )
+    try:
+        queue_set = QueueSet.load(queues) if queues else QueueSet.default()
+    except QueueConfigError as e:
+        raise CliError(str(e), ExitCode.BAD_INPUT) from e
+    return ServerConfig(queues=queue_set, policy=policy)
 
 
 def parse_labels(labels: list[str]) -> dict[str, str]:

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli import daemons, jobs, nodes, sim, up
+from scheduler.cli import daemons, jobs, nodes, queues, sim, up
 from scheduler.cli.common import handle_errors
 from scheduler.cli.errors import EXIT_CODE_HELP
 
@@ -64,6 +64,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("status", nodes.status, "Cluster"),
     ("submit", jobs.submit, "Jobs"),
     ("jobs", jobs.list_jobs, "Jobs"),
+    ("queues", queues.list_queues, "Jobs"),
     ("job", jobs.show_job, "Jobs"),
     ("cancel", jobs.cancel, "Jobs"),
     ("logs", jobs.logs, "Jobs"),

@@ -17,7 +17,7 @@ from scheduler.jobstate import JobState
 from scheduler.model import WorkerRecord
 from scheduler.server import node_ops
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
-from scheduler.server.convert import job_to_proto, node_to_proto, timestamp
+from scheduler.server.convert import job_to_proto, node_to_proto, queue_info, timestamp
 from scheduler.server.nodes import NodeRuntime
 from scheduler.spec import SpecError, spec_from_proto, spec_to_proto
 
@@ -42,6 +42,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             spec = spec_from_proto(request.spec, local_launcher=True)
         except SpecError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        if (problem := self.cp.queues.check_queue(spec.queue)) is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"queue: {problem}")
         return job_to_proto(self.cp.submit(spec_to_proto(spec), request.owner))
 
     async def Get(self, request: job_pb2.GetJobRequest, context: Context) -> job_pb2.Job:
@@ -244,4 +246,11 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             ),
             data_dir=str(self.cp.data_dir),
             agent_streams=self.agents.open_streams,
+        )
+
+    async def ListQueues(
+        self, request: cluster_pb2.ListQueuesRequest, context: Context
+    ) -> cluster_pb2.ListQueuesResponse:
+        return cluster_pb2.ListQueuesResponse(
+            queues=[queue_info(q) for q in self.cp.queue_usage()], policy=self.cp.policy_name
         )

@@ -20,14 +20,20 @@ from typing import Any
 from corral.v1 import agent_pb2, common_pb2, job_pb2
 from google.protobuf import json_format
 
+from scheduler.catalog import DeviceCatalog
 from scheduler.jobstate import JobState, check_transition
 from scheduler.lifecycle import Verdict, after_failed_attempt, describe_exit, judge_attempt
-from scheduler.model import AttemptRecord, DeviceRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
-from scheduler.placement import NodeCapacity, PlacementDecision, PlacementRequest, first_fit
+from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
+from scheduler.placement.engine import PlacementDecision
+from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
+from scheduler.placement.taskmix import TaskMix
+from scheduler.queueing import Preemption, QueueSet, queue_usage, schedule_pass
+from scheduler.queueing.usage import QueueUsage
 from scheduler.server.events import EventBus
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
+from scheduler.server.scheduling import PassInputs, catalog_speed, pass_inputs, task_mix
 from scheduler.store import Store
 
 log = logging.getLogger("corral.server")
@@ -54,6 +60,9 @@ class ControlPlane:
         clock: Callable[[], float] = time.time,
         telemetry_interval_s: float = 1.0,
         stop_grace_s: float = 30.0,
+        queues: QueueSet | None = None,
+        policy: str = DEFAULT_POLICY,
+        catalog: DeviceCatalog | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
@@ -67,6 +76,12 @@ class ControlPlane:
         self.bus = EventBus()
         self.lag = LagTracker()
         self.started_at = clock()
+        self.queues = queues or QueueSet.default()
+        self.policy_name = policy
+        make_policy(policy)  # refuse an unknown name now, not at the first pass
+        self.speed_of = catalog_speed(catalog or DeviceCatalog.load())
+        self._policy: tuple[TaskMix, Policy] | None = None
+        self._specs: dict[str, job_pb2.JobSpec] = {}
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -173,45 +188,74 @@ class ControlPlane:
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _capacity(self) -> dict[str, list[DeviceRecord]]:
-        active = self.active_workers_by_node()
-        return {
-            rt.record.name: rt.free_devices(held_indices(active, rt.record.name))
-            for rt in self.nodes
-            if rt.schedulable
-        }
+    def _inputs(self) -> PassInputs:
+        live = {j.id: j for j in self.jobs.values() if not j.state.terminal or _holds_devices(j)}
+        for gone in self._specs.keys() - live.keys():
+            del self._specs[gone]
+        for job_id, job in live.items():
+            if job_id not in self._specs:
+                self._specs[job_id] = self.spec_of(job)
+        return pass_inputs(self.nodes, live.values(), self._specs, self.clock())
+
+    def _live_policy(self, inputs: PassInputs) -> Policy:
+        """The policy scores against the mix of unfinished jobs' requests; rebuilt only when
+        that mix changes, since its fragmentation cache is per mix."""
+        mix = task_mix(inputs.requests.values())
+        if self._policy is None or self._policy[0] != mix:
+            self._policy = (mix, make_policy(self.policy_name, mix))
+        return self._policy[1]
 
     def schedule(self) -> int:
-        """One placement pass over pending jobs, highest priority and oldest first."""
-        pending = sorted(
-            (j for j in self.jobs.values() if j.state is JobState.PENDING),
-            key=lambda j: (-j.priority, j.created_at),
-        )
-        if not pending:
+        """One scheduling pass: place what fits, preempt what must make way, and tell every
+        other pending job why it waits."""
+        if not any(j.state is JobState.PENDING for j in self.jobs.values()):
             return 0
-        free = self._capacity()
-        placed = 0
-        for job in pending:
-            spec = self.spec_of(job)
-            request = PlacementRequest(
-                job_id=job.id,
-                workers=spec.workers,
-                devices_per_worker=spec.devices_per_worker,
-                vendors=tuple(spec.accelerator.vendors),
-                models=tuple(spec.accelerator.models),
-                min_memory_bytes=spec.accelerator.min_memory_bytes,
-            )
-            decision = first_fit(request, [NodeCapacity(n, tuple(devs)) for n, devs in free.items()])
-            if not decision.placed:
-                if job.reason != decision.reason:
-                    job.reason = decision.reason
-                    self.store.update_job(job)
-                continue
-            self._start_attempt(job, spec, decision)
-            for slot in decision.slots or ():
-                free[slot.node_name] = [d for d in free[slot.node_name] if d.index not in slot.device_indices]
-            placed += 1
-        return placed
+        inputs = self._inputs()
+        result = schedule_pass(
+            inputs.pending,
+            inputs.running,
+            inputs.cluster,
+            self.queues,
+            self._live_policy(inputs),
+            self.speed_of,
+            self.clock(),
+        )
+        for job_id, decision in result.placed:
+            job = self.jobs[job_id]
+            self._start_attempt(job, self._specs[job_id], decision)
+        for preemption in result.preemptions:
+            self._preempt(preemption)
+        for job_id, reason in result.waiting.items():
+            job = self.jobs[job_id]
+            if job.state is JobState.PENDING and job.reason != reason:
+                job.reason = reason
+                self.store.update_job(job)
+        return len(result.placed)
+
+    def _preempt(self, p: Preemption) -> None:
+        job = self.jobs[p.victim_job_id]
+        attempt = job.current_attempt
+        if job.state.terminal or attempt is None or attempt.outcome:
+            return
+        if p.checkpoint_first:
+            self.request_checkpoint(attempt, p.reason)
+        self.requeue(job, attempt, p.reason)
+
+    def request_checkpoint(self, attempt: AttemptRecord, reason: str) -> None:
+        """Ask each worker to checkpoint (SIGUSR1 where it listens) before a stop that follows.
+
+        The hook the fault-tolerance work builds on: today the stop's grace period is all the
+        time the worker gets to write it."""
+        for w in attempt.workers:
+            rt = self.nodes.get(w.node_name)
+            if w.phase.holds_devices and rt is not None and rt.session is not None:
+                rt.session.send(
+                    checkpoint=agent_pb2.RequestCheckpoint(workload_id=w.workload_id, reason=reason)
+                )
+
+    def queue_usage(self) -> list[QueueUsage]:
+        inputs = self._inputs()
+        return queue_usage(inputs.running, self.queues, inputs.cluster, inputs.pending)
 
     def _free_master_port(self) -> int:
         used = {
@@ -321,6 +365,8 @@ class ControlPlane:
         now = self.clock()
         w.progress_step = max(w.progress_step, status.progress_step)
         if status.checkpoint_step >= w.checkpoint_step and status.checkpoint_path:
+            if status.checkpoint_step > w.checkpoint_step or w.checkpoint_at is None:
+                w.checkpoint_at = now
             w.checkpoint_step, w.checkpoint_path = status.checkpoint_step, status.checkpoint_path
         phase = status.phase
         if phase in (_PHASE.WORKLOAD_PHASE_STARTING, _PHASE.WORKLOAD_PHASE_RUNNING):
@@ -393,6 +439,7 @@ class ControlPlane:
             self.kick()  # its devices are free now
 
     def free_device_count(self, rt: NodeRuntime, active: dict[str, list[WorkerRecord]]) -> int:
+        # Whole devices nobody holds any share of: what `corral nodes` calls free.
         return len(rt.free_devices(held_indices(active, rt.record.name)))
 
     def workers_on(self, node_name: str) -> list[WorkerRecord]:
@@ -405,6 +452,10 @@ class ControlPlane:
             if w.phase.holds_devices:
                 by_node.setdefault(w.node_name, []).append(w)
         return by_node
+
+
+def _holds_devices(job: JobRecord) -> bool:
+    return any(w.phase.holds_devices for a in job.attempts for w in a.workers)
 
 
 def held_indices(active: dict[str, list[WorkerRecord]], node_name: str) -> set[int]:

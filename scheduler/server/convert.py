@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from corral.v1 import common_pb2, job_pb2, node_pb2
+from corral.v1 import cluster_pb2, common_pb2, job_pb2, node_pb2
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from scheduler.model import AttemptRecord, DeviceRecord, JobRecord
+from scheduler.queueing.usage import QueueUsage
 from scheduler.server.nodes import HEALTH_NAMES, NodeRuntime
 
 
@@ -94,4 +95,30 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         restarts=job.restarts,
         attempts=[attempt_to_proto(a) for a in job.attempts],
         owner=job.owner,
+    )
+
+
+def queue_info(q: QueueUsage) -> cluster_pb2.QueueInfo:
+    return cluster_pb2.QueueInfo(
+        name=q.name,
+        weight=q.weight,
+        cohort=q.cohort or "",
+        pools=[
+            cluster_pb2.QueuePoolUsage(
+                vendor=r.vendor,
+                model=r.model,
+                has_quota=r.nominal is not None,
+                nominal=r.nominal or 0,
+                has_borrowing_limit=r.borrowing_limit is not None,
+                borrowing_limit=r.borrowing_limit or 0,
+                in_use=r.in_use,
+                pending_devices=r.pending_devices,
+                pending_jobs=r.pending_jobs,
+            )
+            for r in q.rows
+        ],
+        in_use=q.in_use,
+        running_jobs=q.running_jobs,
+        pending_devices=q.pending_devices,
+        pending_jobs=q.pending_jobs,
     )

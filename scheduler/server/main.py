@@ -7,12 +7,15 @@ import contextlib
 import gc
 import logging
 import signal
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
 from corral.v1 import agent_pb2_grpc, cluster_pb2_grpc, job_pb2_grpc, node_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from scheduler.placement.policies import DEFAULT_POLICY
+from scheduler.queueing import QueueSet
 from scheduler.server.agent_service import AgentServicer
 from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServicer
 from scheduler.server.controlplane import ControlPlane
@@ -46,10 +49,19 @@ def _server_credentials() -> grpc.ServerCredentials | None:
     return None
 
 
-async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = None) -> None:
+@dataclass(frozen=True)
+class ServerConfig:
+    queues: QueueSet = field(default_factory=QueueSet.default)
+    policy: str = DEFAULT_POLICY
+
+
+async def run_server(
+    listen: str, data_dir: Path, stop: asyncio.Event | None = None, config: ServerConfig | None = None
+) -> None:
+    config = config or ServerConfig()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(data_dir)
-    cp = ControlPlane(store, data_dir)
+    cp = ControlPlane(store, data_dir, queues=config.queues, policy=config.policy)
     cp.load()
     tune_gc()
     server = grpc.aio.server(
@@ -107,6 +119,6 @@ async def run_server(listen: str, data_dir: Path, stop: asyncio.Event | None = N
         store.close()
 
 
-def serve(listen: str, data_dir: Path) -> None:
+def serve(listen: str, data_dir: Path, config: ServerConfig | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(run_server(listen, data_dir))
+    asyncio.run(run_server(listen, data_dir, config=config))

@@ -249,5 +249,6 @@ def _attempt_row(a: AttemptRecord) -> dict[str, Any]:
 
 def _worker_row(w: WorkerRecord) -> dict[str, Any]:
     row = asdict(w)
+    del row["checkpoint_at"]  # in memory only: used to pick preemption victims
     row["phase"] = w.phase.value
     return row

@@ -20,6 +20,134 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class ListQueuesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueuesRequest: _TypeAlias = ListQueuesRequest  # noqa: Y015
+
+@_typing.final
+class QueuePoolUsage(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VENDOR_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    HAS_QUOTA_FIELD_NUMBER: _builtins.int
+    NOMINAL_FIELD_NUMBER: _builtins.int
+    HAS_BORROWING_LIMIT_FIELD_NUMBER: _builtins.int
+    BORROWING_LIMIT_FIELD_NUMBER: _builtins.int
+    IN_USE_FIELD_NUMBER: _builtins.int
+    PENDING_DEVICES_FIELD_NUMBER: _builtins.int
+    PENDING_JOBS_FIELD_NUMBER: _builtins.int
+    vendor: _builtins.str
+    model: _builtins.str
+    """"" when the quota covers all of the vendor's models"""
+    has_quota: _builtins.bool
+    """false: no quota entry, use is unlimited"""
+    nominal: _builtins.float
+    """devices"""
+    has_borrowing_limit: _builtins.bool
+    """false: borrow whatever the cohort leaves unused"""
+    borrowing_limit: _builtins.float
+    in_use: _builtins.float
+    """devices (shares of a device count as fractions)"""
+    pending_devices: _builtins.float
+    pending_jobs: _builtins.int
+    def __init__(
+        self,
+        *,
+        vendor: _builtins.str = ...,
+        model: _builtins.str = ...,
+        has_quota: _builtins.bool = ...,
+        nominal: _builtins.float = ...,
+        has_borrowing_limit: _builtins.bool = ...,
+        borrowing_limit: _builtins.float = ...,
+        in_use: _builtins.float = ...,
+        pending_devices: _builtins.float = ...,
+        pending_jobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["borrowing_limit", b"borrowing_limit", "has_borrowing_limit", b"has_borrowing_limit", "has_quota", b"has_quota", "in_use", b"in_use", "model", b"model", "nominal", b"nominal", "pending_devices", b"pending_devices", "pending_jobs", b"pending_jobs", "vendor", b"vendor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueuePoolUsage: _TypeAlias = QueuePoolUsage  # noqa: Y015
+
+@_typing.final
+class QueueInfo(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    WEIGHT_FIELD_NUMBER: _builtins.int
+    COHORT_FIELD_NUMBER: _builtins.int
+    POOLS_FIELD_NUMBER: _builtins.int
+    IN_USE_FIELD_NUMBER: _builtins.int
+    RUNNING_JOBS_FIELD_NUMBER: _builtins.int
+    PENDING_DEVICES_FIELD_NUMBER: _builtins.int
+    PENDING_JOBS_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    weight: _builtins.float
+    cohort: _builtins.str
+    in_use: _builtins.float
+    running_jobs: _builtins.int
+    pending_devices: _builtins.float
+    pending_jobs: _builtins.int
+    @_builtins.property
+    def pools(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueuePoolUsage]: ...
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        weight: _builtins.float = ...,
+        cohort: _builtins.str = ...,
+        pools: _abc.Iterable[Global___QueuePoolUsage] | None = ...,
+        in_use: _builtins.float = ...,
+        running_jobs: _builtins.int = ...,
+        pending_devices: _builtins.float = ...,
+        pending_jobs: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cohort", b"cohort", "in_use", b"in_use", "name", b"name", "pending_devices", b"pending_devices", "pending_jobs", b"pending_jobs", "pools", b"pools", "running_jobs", b"running_jobs", "weight", b"weight"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueueInfo: _TypeAlias = QueueInfo  # noqa: Y015
+
+@_typing.final
+class ListQueuesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUEUES_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    policy: _builtins.str
+    """the placement policy in use"""
+    @_builtins.property
+    def queues(self) -> _containers.RepeatedCompositeFieldContainer[Global___QueueInfo]: ...
+    def __init__(
+        self,
+        *,
+        queues: _abc.Iterable[Global___QueueInfo] | None = ...,
+        policy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["policy", b"policy", "queues", b"queues"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListQueuesResponse: _TypeAlias = ListQueuesResponse  # noqa: Y015
+
+@_typing.final
 class GetStatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

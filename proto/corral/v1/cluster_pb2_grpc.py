@@ -40,6 +40,11 @@ class ClusterServiceStub:
                 request_serializer=corral_dot_v1_dot_cluster__pb2.GetStatusRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_cluster__pb2.ClusterStatus.FromString,
                 _registered_method=True)
+        self.ListQueues = channel.unary_unary(
+                '/corral.v1.ClusterService/ListQueues',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -52,6 +57,13 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListQueues(self, request, context):
+        """Queues with their quotas, what is in use and what waits: `corral queues`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -59,6 +71,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.GetStatus,
                     request_deserializer=corral_dot_v1_dot_cluster__pb2.GetStatusRequest.FromString,
                     response_serializer=corral_dot_v1_dot_cluster__pb2.ClusterStatus.SerializeToString,
+            ),
+            'ListQueues': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListQueues,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -89,6 +106,33 @@ class ClusterService:
             '/corral.v1.ClusterService/GetStatus',
             corral_dot_v1_dot_cluster__pb2.GetStatusRequest.SerializeToString,
             corral_dot_v1_dot_cluster__pb2.ClusterStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListQueues(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/ListQueues',
+            corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -34,6 +34,8 @@ class ClusterServiceStub:
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> ClusterServiceAsyncStub: ...
     GetStatus: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetStatusRequest, _cluster_pb2.ClusterStatus]
+    ListQueues: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListQueuesRequest, _cluster_pb2.ListQueuesResponse]
+    """Queues with their quotas, what is in use and what waits: `corral queues`."""
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -41,6 +43,8 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
 
     def __init__(self, channel: _aio.Channel) -> None: ...
     GetStatus: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetStatusRequest, _cluster_pb2.ClusterStatus]  # type: ignore[assignment]
+    ListQueues: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListQueuesRequest, _cluster_pb2.ListQueuesResponse]  # type: ignore[assignment]
+    """Queues with their quotas, what is in use and what waits: `corral queues`."""
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     """Control-plane status, for `corral status` and the benchmarks."""
@@ -51,5 +55,13 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _cluster_pb2.GetStatusRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.ClusterStatus, _abc.Awaitable[_cluster_pb2.ClusterStatus]]: ...
+
+    @_abc_1.abstractmethod
+    def ListQueues(
+        self,
+        request: _cluster_pb2.ListQueuesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListQueuesResponse, _abc.Awaitable[_cluster_pb2.ListQueuesResponse]]:
+        """Queues with their quotas, what is in use and what waits: `corral queues`."""
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

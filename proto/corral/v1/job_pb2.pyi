@@ -52,7 +52,10 @@ class AcceleratorConstraint(_message.Message):
     VENDORS_FIELD_NUMBER: _builtins.int
     MODELS_FIELD_NUMBER: _builtins.int
     MIN_MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    MIN_TFLOPS_FIELD_NUMBER: _builtins.int
     min_memory_bytes: _builtins.int
+    min_tflops: _builtins.float
+    """dense bf16 (else fp16) TFLOPS per device, from the catalog"""
     @_builtins.property
     def vendors(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -63,14 +66,42 @@ class AcceleratorConstraint(_message.Message):
         vendors: _abc.Iterable[_builtins.str] | None = ...,
         models: _abc.Iterable[_builtins.str] | None = ...,
         min_memory_bytes: _builtins.int = ...,
+        min_tflops: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_memory_bytes", b"min_memory_bytes", "models", b"models", "vendors", b"vendors"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["min_memory_bytes", b"min_memory_bytes", "min_tflops", b"min_tflops", "models", b"models", "vendors", b"vendors"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___AcceleratorConstraint: _TypeAlias = AcceleratorConstraint  # noqa: Y015
+
+@_typing.final
+class TopologyPreference(_message.Message):
+    """Pack the gang into as few of these domains as possible: "island" (each worker's devices
+    on one intra-node fabric island), "node", "rack", "block" (node labels); "" or "none":
+    no preference. `required`: wait rather than spread.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PACK_FIELD_NUMBER: _builtins.int
+    REQUIRED_FIELD_NUMBER: _builtins.int
+    pack: _builtins.str
+    required: _builtins.bool
+    def __init__(
+        self,
+        *,
+        pack: _builtins.str = ...,
+        required: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pack", b"pack", "required", b"required"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___TopologyPreference: _TypeAlias = TopologyPreference  # noqa: Y015
 
 @_typing.final
 class JobSpec(_message.Message):
@@ -109,6 +140,10 @@ class JobSpec(_message.Message):
     CHECKPOINT_DIR_FIELD_NUMBER: _builtins.int
     MAX_RESTARTS_FIELD_NUMBER: _builtins.int
     WORKING_DIR_FIELD_NUMBER: _builtins.int
+    DEVICE_MILLI_FIELD_NUMBER: _builtins.int
+    CPU_MILLI_FIELD_NUMBER: _builtins.int
+    MEMORY_BYTES_FIELD_NUMBER: _builtins.int
+    TOPOLOGY_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     """reserved for the Kubernetes launcher"""
@@ -119,6 +154,12 @@ class JobSpec(_message.Message):
     checkpoint_dir: _builtins.str
     max_restarts: _builtins.int
     working_dir: _builtins.str
+    device_milli: _builtins.int
+    """0 or 1000: whole devices; 1..999: a share of one device"""
+    cpu_milli: _builtins.int
+    """per worker; 0: no CPU reserved"""
+    memory_bytes: _builtins.int
+    """per worker; 0: no memory reserved"""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -127,6 +168,8 @@ class JobSpec(_message.Message):
     def accelerator(self) -> Global___AcceleratorConstraint: ...
     @_builtins.property
     def env(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]: ...
+    @_builtins.property
+    def topology(self) -> Global___TopologyPreference: ...
     def __init__(
         self,
         *,
@@ -143,10 +186,14 @@ class JobSpec(_message.Message):
         checkpoint_dir: _builtins.str = ...,
         max_restarts: _builtins.int = ...,
         working_dir: _builtins.str = ...,
+        device_milli: _builtins.int = ...,
+        cpu_milli: _builtins.int = ...,
+        memory_bytes: _builtins.int = ...,
+        topology: Global___TopologyPreference | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "topology", b"topology"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "args", b"args", "checkpoint_dir", b"checkpoint_dir", "command", b"command", "devices_per_worker", b"devices_per_worker", "env", b"env", "image", b"image", "max_restarts", b"max_restarts", "name", b"name", "priority", b"priority", "queue", b"queue", "workers", b"workers", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "args", b"args", "checkpoint_dir", b"checkpoint_dir", "command", b"command", "cpu_milli", b"cpu_milli", "device_milli", b"device_milli", "devices_per_worker", b"devices_per_worker", "env", b"env", "image", b"image", "max_restarts", b"max_restarts", "memory_bytes", b"memory_bytes", "name", b"name", "priority", b"priority", "queue", b"queue", "topology", b"topology", "workers", b"workers", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

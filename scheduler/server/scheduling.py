@@ -1,0 +1,131 @@
+"""From the control plane's records to one scheduling pass's inputs, and back.
+
+Each pass sees a fresh snapshot: connected nodes and their healthy devices, minus what the
+workers of unfinished attempts hold (their job's share of each device, CPU and memory). The
+decisions themselves come from `scheduler.queueing.schedule_pass`, the same code the
+simulator runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from corral.v1 import job_pb2
+
+from scheduler.catalog import DeviceCatalog
+from scheduler.jobstate import JobState
+from scheduler.model import DeviceRecord, JobRecord
+from scheduler.placement.cluster import UNLIMITED, ClusterState, DeviceState, NodeState
+from scheduler.placement.engine import SpeedOf
+from scheduler.placement.from_spec import placement_request
+from scheduler.placement.request import WHOLE, PlacementRequest, Pool
+from scheduler.placement.taskmix import TaskMix
+from scheduler.queueing.types import PendingJob, RunningJob
+from scheduler.server.nodes import NodeRuntime
+
+RACK_LABEL = "rack"
+BLOCK_LABEL = "block"
+MIB = 1 << 20
+
+
+@dataclass
+class PassInputs:
+    cluster: ClusterState
+    pending: list[PendingJob] = field(default_factory=list)
+    running: list[RunningJob] = field(default_factory=list)
+    requests: dict[str, PlacementRequest] = field(default_factory=dict)  # every unfinished job's
+
+
+def island_of(d: DeviceRecord) -> int:
+    """Devices that list each other as fabric peers share an island; name it by its lowest index."""
+    return min([d.index, *d.peer_indices])
+
+
+def node_state(rt: NodeRuntime) -> NodeState:
+    r = rt.record
+    return NodeState(
+        name=r.name,
+        devices=[
+            DeviceState(
+                index=d.index,
+                pool=(d.vendor, d.model),
+                memory_bytes=d.memory_bytes,
+                island=island_of(d),
+                healthy=d.health != "UNHEALTHY",
+            )
+            for d in r.devices
+        ],
+        cpu_milli=r.cpu_count * 1000 if r.cpu_count else UNLIMITED,
+        memory_mib=r.memory_bytes // MIB if r.memory_bytes else UNLIMITED,
+        rack=r.labels.get(RACK_LABEL, ""),
+        block=r.labels.get(BLOCK_LABEL, ""),
+        schedulable=rt.schedulable,
+    )
+
+
+def pass_inputs(
+    nodes: Iterable[NodeRuntime],
+    jobs: Iterable[JobRecord],
+    spec_of: dict[str, job_pb2.JobSpec],
+    now: float,
+) -> PassInputs:
+    """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller)."""
+    cluster = ClusterState(node_state(rt) for rt in nodes)
+    out = PassInputs(cluster)
+    for job in jobs:
+        spec = spec_of.get(job.id)
+        if spec is None:
+            continue
+        request = out.requests[job.id] = placement_request(job.id, spec)
+        shape = request.shape
+        holders = [w for a in job.attempts for w in a.workers if w.phase.holds_devices]
+        allocations = []
+        for w in holders:
+            node = cluster.by_name.get(w.node_name)
+            if node is None:
+                continue
+            indices = tuple(i for i in w.device_indices if any(d.index == i for d in node.devices))
+            # Never fail the pass over a record that no longer matches the node (a device
+            # gone, an over-commit after a restart): take what is there.
+            milli = min([shape.device_milli, *(node.device(i).milli_free for i in indices)])
+            allocations.append(cluster.allocate(node, indices, milli, shape.cpu_milli, shape.memory_mib))
+        if job.state is JobState.PENDING:
+            out.pending.append(PendingJob(job.id, job.queue, job.priority, job.created_at, request))
+        elif job.state in (JobState.PLACED, JobState.RUNNING) and allocations:
+            attempt = job.current_attempt
+            assert attempt is not None
+            since = max([attempt.started_at, *(w.checkpoint_at for w in attempt.workers if w.checkpoint_at)])
+            out.running.append(
+                RunningJob(
+                    job_id=job.id,
+                    queue=job.queue,
+                    priority=job.priority,
+                    started_at=attempt.started_at,
+                    pool=pool_of(cluster, allocations[0].node_id, allocations[0].device_indices),
+                    allocations=tuple(allocations),
+                    devices=sum(len(a.device_indices) * a.device_milli for a in allocations) // WHOLE,
+                    seconds_since_checkpoint=max(0.0, now - since),
+                )
+            )
+    return out
+
+
+def pool_of(cluster: ClusterState, node_id: int, indices: tuple[int, ...]) -> Pool:
+    node = cluster.nodes[node_id]
+    return node.device(indices[0]).pool if indices else ("", "")
+
+
+def task_mix(requests: Iterable[PlacementRequest]) -> TaskMix:
+    """The live policy's expected mix: the requests of unfinished jobs (the default mix
+    while there are none)."""
+    shaped = [(r.shape, r.models) for r in requests if r.shape.devices]
+    return TaskMix.from_requests(shaped) if shaped else TaskMix.default()
+
+
+def catalog_speed(catalog: DeviceCatalog) -> SpeedOf:
+    def speed_of(pool: Pool) -> float | None:
+        model = catalog.get(pool[0], pool[1])
+        return model.dense_tflops if model is not None else None
+
+    return speed_of
