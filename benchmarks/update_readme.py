@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -47,22 +48,63 @@ def ingest_section(report: dict[str, Any]) -> str:
     )
 
 
-SECTIONS = {"ingest": ingest_section}
+def openb_section(reports: dict[str, Any]) -> str:
+    """One row per pod list: the default policy beside our replay of FGD and best-fit, and
+    beside FGD's published figure."""
+    rows = [
+        "| pod list | Corral (default policy) | `fgd` (ours) | `best-fit` (ours) | FGD published "
+        "| Corral vs FGD published |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    commands = []
+    for trace, r in reports.items():
+        p, published = r["policies"], r["published_alloc_130"].get("FGD")
+        mine = p[r["default_policy"]]["alloc_130"]
+
+        def fig(name: str, p: dict[str, Any] = p) -> str:
+            return f"{p[name]['alloc_130']:.2f}" if name in p else "-"
+
+        delta = f"**{mine - published:+.2f}**" if published else "-"
+        rows.append(
+            f"| {trace} | **{mine:.2f}** | {fig('fgd')} | {fig('best-fit')} "
+            f"| {f'{published:.2f}' if published else '-'} | {delta} |"
+        )
+        commands.append(f"`{r['command']}` ({r['finished_at'][:10]})")
+    seeds = next(iter(reports.values()))["seeds"]
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"GPU allocation % at 130% arrived demand, mean of seeds {seeds[0]}–{seeds[-1]}. "
+            "Commands: " + "; ".join(commands) + ".",
+        ]
+    )
+
+
+def _openb_reports() -> dict[str, Any]:
+    order = ("default", "gpuspec33", "multigpu50", "gpushare40")
+    found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
+    return {t: found[t] for t in sorted(found, key=lambda t: order.index(t) if t in order else len(order))}
+
+
+SECTIONS: dict[str, Callable[[Any], str]] = {"ingest": ingest_section, "openb": openb_section}
+LOADERS: dict[str, Callable[[], Any]] = {"openb": _openb_reports}
 
 
 def main() -> int:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for name, render in SECTIONS.items():
-        report = json.loads((RESULTS / f"{name}.json").read_text())
+        loader = LOADERS.get(name)
+        report = loader() if loader else json.loads((RESULTS / f"{name}.json").read_text())
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
         if not pattern.search(text):
             print(f"README.md has no <!-- {name}:begin/end --> markers", file=sys.stderr)
             return 1
-        section = render(report)
-        text = pattern.sub(lambda mt, body=section: mt.group(1) + body + "\n" + mt.group(2), text)
+        section: str = render(report)
+        text = pattern.sub(lambda mt: mt.group(1) + section + "\n" + mt.group(2), text)  # noqa: B023 (used at once)
     readme.write_text(text)
-    print("README.md figures updated from", ", ".join(f"{n}.json" for n in SECTIONS))
+    print("README.md figures updated:", ", ".join(SECTIONS))
     return 0
 
 

@@ -16,7 +16,9 @@ import typer
 from rich.markup import escape
 
 from scheduler.cli.common import Output, console
+from scheduler.cli.daemons import load_server_config
 from scheduler.cli.errors import CliError, ExitCode
+from scheduler.placement.policies import DEFAULT_POLICY, POLICIES
 
 if TYPE_CHECKING:
     from scheduler.cli.client import Client
@@ -112,14 +114,14 @@ def _probe(address: str) -> bool:
         client.close()
 
 
-def start_server(sup: Supervisor, data_dir: Path, listen: str) -> tuple[Child, str]:
+def start_server(sup: Supervisor, data_dir: Path, listen: str, *extra: str) -> tuple[Child, str]:
     """Start `corral server`; return it and its address once it answers GetStatus."""
     from scheduler.cli.procs import corral_argv
 
     addr_file = data_dir / "server.addr"
     addr_file.unlink(missing_ok=True)
     child = sup.start(
-        "server", "server", corral_argv("server", "--listen", listen, "--data-dir", str(data_dir))
+        "server", "server", corral_argv("server", "--listen", listen, "--data-dir", str(data_dir), *extra)
     )
     started = time.monotonic()
     _, port = split_listen(listen)
@@ -284,6 +286,11 @@ def up(
             dir_okay=False,
         ),
     ] = None,
+    queues: Annotated[
+        Path | None,
+        typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
+    ] = None,
+    policy: Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")] = DEFAULT_POLICY,
 ) -> None:
     """Start a whole cluster on this machine: control plane, store and local agents.
 
@@ -295,6 +302,8 @@ def up(
     from scheduler.cli.procs import StopSignals, Supervisor, corral_argv
 
     spec = load_job_spec(example) if example is not None else None  # bad spec: exit 2 before starting
+    load_server_config(queues, policy)  # a bad queue file or policy: exit 2 before starting
+    server_args = ["--policy", policy, *(["--queues", str(queues.resolve())] if queues else [])]
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     _, port = split_listen(listen)
@@ -313,7 +322,7 @@ def up(
     code = ExitCode.OK
     try:
         out.print(f"starting the control plane (data dir {escape(str(data_dir))}) ...")
-        server, address = start_server(sup, data_dir, listen)
+        server, address = start_server(sup, data_dir, listen, *server_args)
         out.print(escape(sentence))
         agents = []
         for name, profile in plan:

@@ -45,6 +45,7 @@ class NodeState:
     memory_free: int = -1
     signature: Signature = (0, 0, 0, 0, ())
     whole_free: dict[Pool, int] = field(default_factory=dict)
+    _usable: dict[tuple[Pool, int], list[DeviceState]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.cpu_free < 0:
@@ -64,14 +65,21 @@ class NodeState:
         raise KeyError(f"node {self.name} has no device {index}")
 
     def usable(self, pool: Pool, min_memory_bytes: int = 0) -> list[DeviceState]:
-        return [
-            d for d in self.devices if d.pool == pool and d.healthy and d.memory_bytes >= min_memory_bytes
-        ]
+        """Healthy devices of `pool` with enough memory, whatever is free on them: the hottest
+        call of a placement, so kept until the node changes (`refresh`)."""
+        key = (pool, min_memory_bytes)
+        found = self._usable.get(key)
+        if found is None:
+            found = self._usable[key] = [
+                d for d in self.devices if d.pool == pool and d.healthy and d.memory_bytes >= min_memory_bytes
+            ]
+        return found
 
     def free_milli(self) -> int:
         return sum(d.milli_free for d in self.devices if d.healthy)
 
     def refresh(self) -> None:
+        self._usable.clear()
         self.whole_free = {}
         for d in self.devices:
             if d.healthy and d.milli_free == WHOLE:
@@ -109,6 +117,9 @@ class ClusterState:
         self.racks: dict[str, list[int]] = {}
         self.blocks: dict[str, list[int]] = {}
         self.version = 0  # bumped on every change, so callers can cache per state
+        # Healthy devices per pool in milli, whatever is free on them: fair share's yardstick,
+        # kept up to date here so a scheduling pass need not walk every device.
+        self.capacity: dict[Pool, int] = {}
         for n in nodes:
             self.add(n)
 
@@ -127,8 +138,14 @@ class ClusterState:
         self.racks.setdefault(node.rack, []).append(node.id)
         self.blocks.setdefault(node.block, []).append(node.id)
         node.refresh()
+        self._count(node, +1)
         self._index(node)
         return node
+
+    def _count(self, node: NodeState, sign: int) -> None:
+        for d in node.devices:
+            if d.healthy:
+                self.capacity[d.pool] = self.capacity.get(d.pool, 0) + sign * WHOLE
 
     @property
     def pools(self) -> list[Pool]:
@@ -154,10 +171,19 @@ class ClusterState:
     def update(self, node: NodeState, *, schedulable: bool | None = None) -> None:
         """Re-index `node` after changing it in place (health, marks)."""
         self._unindex(node)
+        self._count_before_change(node)
         if schedulable is not None:
             node.schedulable = schedulable
         node.refresh()
+        self._count(node, +1)
         self._index(node)
+
+    def _count_before_change(self, node: NodeState) -> None:
+        # Health may already have been changed in place: take off what was counted, from the
+        # signature refresh() last recorded (-1 marks an unhealthy device there).
+        for vendor, model, _, milli in node.signature[4]:
+            if milli >= 0:
+                self.capacity[(vendor, model)] -= WHOLE
 
     def allocate(
         self, node: NodeState, device_indices: tuple[int, ...], device_milli: int, cpu: int, memory: int

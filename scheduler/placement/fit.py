@@ -25,17 +25,16 @@ def device_options(
         return []
     if shape.devices == 0:
         return [()]
-    usable = node.usable(pool, min_memory_bytes)
     if shape.shared:
         seen: dict[tuple[int, int], int] = {}
-        for d in usable:
+        for d in node.usable(pool, min_memory_bytes):
             if d.milli_free >= shape.device_milli:
                 seen.setdefault((d.island, d.milli_free), d.index)
         return [(i,) for i in seen.values()]
-    if node.whole_free.get(pool, 0) < shape.devices:
+    if node.whole_free.get(pool, 0) < shape.devices:  # cheap, and usually decides it
         return []
     islands: dict[int, list[int]] = {}
-    for d in usable:
+    for d in node.usable(pool, min_memory_bytes):
         if d.milli_free == WHOLE:
             islands.setdefault(d.island, []).append(d.index)
     fitting = [ids for ids in islands.values() if len(ids) >= shape.devices]

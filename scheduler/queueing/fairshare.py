@@ -23,9 +23,16 @@ def fair_order(
     pending: Sequence[PendingJob], ledger: Ledger, capacity: dict[Pool, int]
 ) -> Iterator[PendingJob]:
     """Yield every pending job once. The caller updates `ledger` between picks; ties between
-    queues go to the queue name, so the order is the same for the same inputs."""
+    queues go to the queue name, so the order is the same for the same inputs.
+
+    Jobs that running work was already preempted for come first, whatever their queue's
+    share: the room was made for them, and letting another queue take it would waste the
+    preemption (and preempt again)."""
+    for job in sorted((j for j in pending if j.made_room), key=within_queue_key):
+        yield job
     by_queue: dict[str, list[PendingJob]] = {}
-    for job in sorted(pending, key=within_queue_key, reverse=True):  # pop() from the end
+    rest = (j for j in pending if not j.made_room)
+    for job in sorted(rest, key=within_queue_key, reverse=True):  # pop() from the end
         by_queue.setdefault(job.queue, []).append(job)
     while by_queue:
         queue = min(by_queue, key=lambda q: (ledger.dominant_share(q, capacity), q))

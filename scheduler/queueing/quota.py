@@ -29,12 +29,7 @@ def held_milli(job: RunningJob) -> int:
 
 def pool_capacity(cluster: ClusterState) -> dict[Pool, int]:
     """Healthy devices per pool, in milli, whatever their state: the yardstick for fair share."""
-    capacity: dict[Pool, int] = {}
-    for node in cluster:
-        for d in node.devices:
-            if d.healthy:
-                capacity[d.pool] = capacity.get(d.pool, 0) + WHOLE
-    return capacity
+    return {pool: milli for pool, milli in cluster.capacity.items() if milli > 0}
 
 
 class Ledger:

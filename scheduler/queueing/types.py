@@ -20,6 +20,7 @@ class PendingJob:
     priority: int
     submitted_at: float  # orders jobs of equal priority: oldest first
     request: PlacementRequest
+    made_room: bool = False  # running jobs were preempted for it and are stopping or stopped
 
 
 @dataclass(frozen=True)

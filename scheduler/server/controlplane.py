@@ -82,6 +82,7 @@ class ControlPlane:
         self.speed_of = catalog_speed(catalog or DeviceCatalog.load())
         self._policy: tuple[TaskMix, Policy] | None = None
         self._specs: dict[str, job_pb2.JobSpec] = {}
+        self._made_room_for: set[str] = set()  # pending jobs running work was preempted for
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -195,7 +196,8 @@ class ControlPlane:
         for job_id, job in live.items():
             if job_id not in self._specs:
                 self._specs[job_id] = self.spec_of(job)
-        return pass_inputs(self.nodes, live.values(), self._specs, self.clock())
+        self._made_room_for &= {j.id for j in live.values() if j.state is JobState.PENDING}
+        return pass_inputs(self.nodes, live.values(), self._specs, self.clock(), self._made_room_for)
 
     def _live_policy(self, inputs: PassInputs) -> Policy:
         """The policy scores against the mix of unfinished jobs' requests; rebuilt only when
@@ -225,6 +227,7 @@ class ControlPlane:
             self._start_attempt(job, self._specs[job_id], decision)
         for preemption in result.preemptions:
             self._preempt(preemption)
+            self._made_room_for.add(preemption.for_job_id)
         for job_id, reason in result.waiting.items():
             job = self.jobs[job_id]
             if job.state is JobState.PENDING and job.reason != reason:

@@ -8,7 +8,7 @@ simulator runs.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field
 
 from corral.v1 import job_pb2
@@ -69,8 +69,10 @@ def pass_inputs(
     jobs: Iterable[JobRecord],
     spec_of: dict[str, job_pb2.JobSpec],
     now: float,
+    made_room_for: Set[str] = frozenset(),
 ) -> PassInputs:
-    """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller)."""
+    """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller);
+    `made_room_for` names pending jobs running work was preempted for."""
     cluster = ClusterState(node_state(rt) for rt in nodes)
     out = PassInputs(cluster)
     for job in jobs:
@@ -91,7 +93,9 @@ def pass_inputs(
             milli = min([shape.device_milli, *(node.device(i).milli_free for i in indices)])
             allocations.append(cluster.allocate(node, indices, milli, shape.cpu_milli, shape.memory_mib))
         if job.state is JobState.PENDING:
-            out.pending.append(PendingJob(job.id, job.queue, job.priority, job.created_at, request))
+            out.pending.append(
+                PendingJob(job.id, job.queue, job.priority, job.created_at, request, job.id in made_room_for)
+            )
         elif job.state in (JobState.PLACED, JobState.RUNNING) and allocations:
             attempt = job.current_attempt
             assert attempt is not None

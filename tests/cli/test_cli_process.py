@@ -12,7 +12,7 @@ import pytest
 
 COMMANDS = (
     "up", "server", "agent", "status", "submit", "jobs", "job", "cancel", "logs",
-    "nodes", "node", "cordon", "uncordon", "drain", "sim",
+    "nodes", "node", "cordon", "uncordon", "drain", "sim", "queues",
 )  # fmt: skip
 
 

@@ -219,6 +219,20 @@ def test_drf_recomputes_after_each_placement() -> None:
     assert [j for j, _ in result.placed] == ["a0", "b0", "a1", "b1"]  # alternate; ties go to the name
 
 
+def test_a_job_room_was_made_for_goes_before_fair_share() -> None:
+    """Victims were stopped for b1 in an earlier pass; a's lower share must not take the room."""
+    from dataclasses import replace
+
+    cluster = ClusterState([node("n", H100, 6)])
+    running = [
+        start(cluster, "a-run", "n", [0], queue="a"),
+        start(cluster, "b-run", "n", [1, 2, 3, 4], queue="b"),
+    ]
+    pending = [job("a1", queue="a", t=0), replace(job("b1", queue="b", t=5), made_room=True)]
+    queues = QueueSet.parse(WEIGHTS.replace("weight: 2", "weight: 1"))
+    assert [j for j, _ in run_pass(pending, cluster, queues, running).placed] == ["b1"]
+
+
 def test_within_queue_priority_then_age_then_id() -> None:
     cluster = ClusterState([node("n", H100, 3)])
     pending = [job("old", t=1), job("urgent", priority=5, t=9), job("x", t=3), job("w", t=3)]
