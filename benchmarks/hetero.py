@@ -5,7 +5,7 @@ A seeded Gavel-style mix (scheduler/sim/workload.py: LLM gangs that run 3× fast
 than on A100, transformers 2×, small CNNs 1.2×, recommendation models 1.1×; some CNN and
 recsys jobs CUDA-only) arrives as a Poisson stream on a fleet of H100 80GB, A100 80GB and
 Ascend 910B nodes (8 devices each), and runs in the simulator (scheduler/sim/engine.py, the
-control plane's scheduling pass, policy fgd). The same jobs, with the same true speeds, are
+control plane's scheduling pass, the default placement policy). The same jobs, with the same true speeds, are
 scheduled three ways:
 
   agnostic          no rates in the requests and `speed_of=lambda p: None`: the engine sees
@@ -26,7 +26,6 @@ per job class the mean JCT and where its device-time went.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
@@ -35,7 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from scheduler.placement.policies import make_policy
+from benchmarks.reporting import write_reports
+from scheduler.placement.policies import DEFAULT_POLICY, make_policy
 from scheduler.sim.engine import SimJob, SimResult, Simulator, catalog_speed_of, mix_of
 from scheduler.sim.fleet import NodeKind, build_fleet, device_count
 from scheduler.sim.workload import GAVEL_CLASSES, comparative_rates, gavel_jobs, with_rates
@@ -51,7 +51,7 @@ VARIANTS = ("agnostic", "throughput-aware", "comparative")
 
 def run_variant(name: str, jobs: Sequence[SimJob], nodes: int) -> tuple[SimResult, dict[str, Any]]:
     cluster = build_fleet(nodes, FLEET, nodes_per_rack=8, racks_per_block=8)
-    policy = make_policy("fgd", mix_of(jobs))
+    policy = make_policy(DEFAULT_POLICY, mix_of(jobs))
     if name == "agnostic":
         sim = Simulator(cluster, jobs, policy, speed_of=lambda _: None)
     elif name == "throughput-aware":
@@ -150,8 +150,8 @@ def markdown(r: dict[str, Any]) -> str:
         f"Run {r['finished_at']} with `{r['command']}` (seed {r['settings']['seed']}, deterministic).",
         "",
         f"Fleet: {f['nodes']} nodes × 8 devices ({f['devices']} devices): {models}. "
-        f"{r['settings']['jobs']:,} jobs per load, policy fgd, the control plane's scheduling pass "
-        "in the simulator.",
+        f"{r['settings']['jobs']:,} jobs per load, policy {DEFAULT_POLICY}, "
+        "the control plane's scheduling pass in the simulator.",
         "",
         "Job classes (speed relative to A100 80GB):",
         "",
@@ -237,10 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args, command)
     out = Path(args.json)
     md = Path(args.md) if args.md else out.with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    md.write_text(markdown(result))
+    write_reports(result, out, md, markdown)
     for one in result["runs"]:
         for name, v in one["variants"].items():
             vs = one["jct_vs_agnostic"][name]

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.reporting import write_reports
 from scheduler.placement.cluster import ClusterState
 from scheduler.placement.engine import place
 from scheduler.placement.policies import DEFAULT_POLICY, POLICIES, make_policy
@@ -174,9 +175,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "wall_s": round(time.time() - started, 1),
         "machine": {"nproc": os.cpu_count(), "python": platform.python_version()},
     }
-    args.report_dir.mkdir(parents=True, exist_ok=True)
-    (args.report_dir / f"openb_{trace}.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.report_dir / f"openb_{trace}.md").write_text(markdown(report))
+    base = args.report_dir / f"openb_{trace}"
+    write_reports(report, base.with_suffix(".json"), base.with_suffix(".md"), markdown)
     return 0
 
 

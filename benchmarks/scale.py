@@ -6,7 +6,7 @@ H100 SXM, A100 80GB, H20, Ascend 910B (one 8-way island each), Cambricon MLU590 
 (2 × 4 islands), H100 PCIe (4 × 2) — 16 nodes per rack, 32 racks (4,096 devices) per block,
 laid out model by model so racks and most blocks hold one model.
 
-  (a) single-device decisions with the default policy (fgd) while the fleet fills from empty
+  (a) single-device decisions with the default policy (corral) while the fleet fills from empty
       to --fill (60 %) of its devices: a stream of 1-device requests (any model, NVIDIA only,
       Ascend only, H100/A100 only; CPU and memory vary), each one `engine.place` call, timed
       one by one. The rate is decisions over the summed decision time (the benchmark's own
@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import json
 import platform
 import pstats
 import random
@@ -50,9 +49,10 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from benchmarks.reporting import write_reports
 from scheduler.placement.cluster import ClusterState
 from scheduler.placement.engine import place
-from scheduler.placement.policies import make_policy
+from scheduler.placement.policies import DEFAULT_POLICY, make_policy
 from scheduler.placement.request import PlacementRequest, Topology, TopologyLevel, WorkerShape
 from scheduler.sim.engine import Simulator, admission_pass, catalog_speed_of, greedy_pass, mix_of, percentile
 from scheduler.sim.fleet import MIXED_FLEET, build_fleet, device_count
@@ -90,7 +90,7 @@ def single_requests(seed: int) -> Any:
 
 
 def fill(cluster: ClusterState, target: float, seed: int) -> dict[str, Any]:
-    policy = make_policy("fgd")
+    policy = make_policy(DEFAULT_POLICY)
     speed_of = catalog_speed_of()
     total = device_count(cluster)
     goal = int(total * target)
@@ -129,7 +129,7 @@ def fill(cluster: ClusterState, target: float, seed: int) -> dict[str, Any]:
 
 
 def gangs(cluster: ClusterState, repeats: int) -> list[dict[str, Any]]:
-    policy = make_policy("fgd")
+    policy = make_policy(DEFAULT_POLICY)
     speed_of = catalog_speed_of()
     out = []
     perf = time.perf_counter_ns
@@ -176,7 +176,7 @@ def gangs(cluster: ClusterState, repeats: int) -> list[dict[str, Any]]:
 def simulate_trace(nodes: int, jobs: int, pass_name: str, seed: int) -> dict[str, Any]:
     cluster = build_fleet(nodes)
     trace = mixed_jobs(jobs, device_count(cluster), load=0.9, seed=seed)
-    policy = make_policy("fgd", mix_of(trace))
+    policy = make_policy(DEFAULT_POLICY, mix_of(trace))
     sim = Simulator(
         cluster, trace, policy, pass_fn=admission_pass if pass_name == "admission" else greedy_pass
     )
@@ -259,7 +259,10 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": command,
         "machine": machine_info(),
-        "settings": {k: v for k, v in vars(args).items() if k not in ("json", "md")},
+        "settings": {
+            **{k: v for k, v in vars(args).items() if k not in ("json", "md")},
+            "policy": DEFAULT_POLICY,
+        },
         "fleet": {
             "nodes": len(cluster),
             "devices": device_count(cluster),
@@ -305,7 +308,7 @@ def markdown(r: dict[str, Any]) -> str:
         f"{f['blocks']} blocks of 32 racks; models (share, islands): {models}. Built in "
         f"{f['build_s']:.2f} s; the cluster state takes {f['state_bytes'] / 2**20:.0f} MiB.",
         "",
-        "## (a) Single-device decisions, policy fgd, fleet filling up",
+        f"## (a) Single-device decisions, policy {DEFAULT_POLICY}, fleet filling up",
         "",
         f"{s['decisions']:,} decisions ({s['placed']:,} placed, {s['unplaced']:,} could not be) took the "
         f"fleet from 0 to {s['reached_fill']:.0%} of its devices (target {s['target_fill']:.0%}).",
@@ -404,14 +407,12 @@ def main(argv: list[str] | None = None) -> int:
     result = run(args, command)
     out = Path(args.json)
     md = Path(args.md) if args.md else out.with_suffix(".md")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    md.write_text(markdown(result))
+    write_reports(result, out, md, markdown)
     s = result["single"]
     print(f"fleet: {result['fleet']['nodes']:,} nodes, {result['fleet']['devices']:,} devices")
     print(
-        f"(a) single-device, fgd, 0 → {s['reached_fill']:.0%}: {s['decisions_per_s']:,.0f} decisions/s, "
+        f"(a) single-device, {DEFAULT_POLICY}, 0 → {s['reached_fill']:.0%}: "
+        f"{s['decisions_per_s']:,.0f} decisions/s, "
         f"p50 {s['p50_ms']:.3f} ms, p99 {s['p99_ms']:.3f} ms"
     )
     for g in result["gangs"]:

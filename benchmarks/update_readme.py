@@ -81,13 +81,65 @@ def openb_section(reports: dict[str, Any]) -> str:
     )
 
 
+def scale_section(r: dict[str, Any]) -> str:
+    single, goals = r["single"], r["goals"]
+    rows = [
+        f"Single-device decisions (policy `{r['settings']['policy']}`), filling "
+        f"{r['fleet']['nodes']:,} nodes × 8 devices from 0 to {single['reached_fill']:.0%}: "
+        f"**{single['decisions_per_s']:,.0f}/s** "
+        f"(p50 {single['p50_ms']:.2f} ms, p99 {single['p99_ms']:.2f} ms; "
+        f"goal ≥ {goals['single_per_s']:,.0f}/s: {'met' if goals['single_met'] else 'not met'}; anchor "
+        f"{r['anchor']}).",
+        "",
+        "| gang | topology | p50 | p99 | placed |",
+        "|---:|---|---:|---:|---:|",
+    ]
+    for g in r["gangs"]:
+        rows.append(
+            f"| {g['devices']:,} devices | {g['topology']} | {g['p50_ms']:.1f} ms | {g['p99_ms']:.1f} ms "
+            f"| {g['placed']}/{g['repeats']} |"
+        )
+    rows += [
+        "",
+        f"Peak memory {r['peak_rss_mib']:.0f} MiB. Command: `{r['command']}` on {r['machine']['nproc']} × "
+        f"{r['machine']['cpu_model']}, {r['finished_at'][:10]}.",
+    ]
+    return "\n".join(rows)
+
+
+def hetero_section(r: dict[str, Any]) -> str:
+    rows = [
+        "| offered load | model-agnostic mean JCT | throughput-aware | vs agnostic | p95 agnostic → aware "
+        "| relative speed-up (proposal) |",
+        "|---:|---:|---:|---:|---:|---:|",
+    ]
+    for run in r["runs"]:
+        v = run["variants"]
+        a, t = v["agnostic"], v["throughput-aware"]
+        c = v.get("comparative")
+        relative = f"{c['jct_mean_s'] / a['jct_mean_s']:.2f}×" if c else "-"
+        rows.append(
+            f"| {run['load']:.0%} | {a['jct_mean_s'] / 3600:.2f} h | {t['jct_mean_s'] / 3600:.2f} h "
+            f"| **{t['jct_mean_s'] / a['jct_mean_s']:.2f}×** "
+            f"| {a['jct_p95_s'] / 3600:.2f} h → {t['jct_p95_s'] / 3600:.2f} h "
+            f"| {relative} |"
+        )
+    rows += ["", f"Command: `{r['command']}`, {r['finished_at'][:10]}."]
+    return "\n".join(rows)
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
     return {t: found[t] for t in sorted(found, key=lambda t: order.index(t) if t in order else len(order))}
 
 
-SECTIONS: dict[str, Callable[[Any], str]] = {"ingest": ingest_section, "openb": openb_section}
+SECTIONS: dict[str, Callable[[Any], str]] = {
+    "ingest": ingest_section,
+    "openb": openb_section,
+    "scale": scale_section,
+    "hetero": hetero_section,
+}
 LOADERS: dict[str, Callable[[], Any]] = {"openb": _openb_reports}
 
 

@@ -249,7 +249,7 @@ def _string(value: object) -> str:
     return value
 
 
-def _dns_name(value: object) -> str:
+def dns_name(value: object) -> str:
     text = _string(value)
     if len(text) > 63:
         raise _fail(f"must be at most 63 characters (got {len(text)})")
@@ -283,7 +283,7 @@ def _non_empty_command(value: list[str]) -> list[str]:
     return value
 
 
-def _vendor(value: object) -> str:
+def vendor_name(value: object) -> str:
     text = _string(value).strip().lower()
     if text in KNOWN_VENDORS:
         return text
@@ -355,7 +355,7 @@ def _optional_string(value: object) -> str | None:
     return None if value is None or value == "" else _string(value)
 
 
-Name = Annotated[str, BeforeValidator(_dns_name)]
+Name = Annotated[str, BeforeValidator(dns_name)]
 Word = Annotated[str, BeforeValidator(_string)]
 Words = Annotated[list[Word], BeforeValidator(_words)]
 AbsPath = Annotated[str | None, BeforeValidator(_abs_path)]
@@ -367,7 +367,7 @@ class AcceleratorSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     vendors: Annotated[
-        list[Annotated[str, BeforeValidator(_vendor)]],
+        list[Annotated[str, BeforeValidator(vendor_name)]],
         BeforeValidator(lambda v: [] if v is None else v),
         AfterValidator(_dedupe),
     ] = Field(default_factory=list)

@@ -110,17 +110,17 @@ class Fragmentation:
 
 class Corral(Fragmentation):
     """Corral's default: FGD's gradient with three changes, each measured on Alibaba's openb
-    trace (benchmarks/openb.py, docs/placement.md): the mix is weighted by device share, not
-    count; the fragmentation measure is blended (10%) with the share left over when the node
-    is filled with each shape, which sees CPU- or memory-bound nodes coming; and ties — common,
-    since most placements change fragmentation by the same amount — go to the tightest node
-    (best fit), not an arbitrary one."""
+    trace (benchmarks/openb.py; docs/placement.md): ties — common, since most placements
+    change fragmentation by the same amount — go to the tightest node (best fit) rather than
+    an arbitrary one; each shape of the mix is weighted by its count per device share it asks
+    for rather than by count alone; and the measure is blended (10%) with the share left over
+    when the node is filled with each shape, which sees CPU- or memory-bound nodes coming."""
 
     name = "corral"
     fill_weight = 0.1
 
     def __init__(self, mix: TaskMix | None = None) -> None:
-        super().__init__((mix or TaskMix.default()).by_share())
+        super().__init__((mix or TaskMix.default()).per_device_share())
 
     def score(self, node: NodeState, devices: tuple[int, ...], shape: WorkerShape) -> Score:
         # Rounded so that float noise in the gradient does not hide a tie from the best fit.

@@ -58,12 +58,14 @@ class TaskMix:
         total = sum(c for _, c in kept) or 1
         return cls(tuple(DemandShape(*key, weight=c / total) for key, c in kept))
 
-    def by_share(self) -> TaskMix:
-        """The same shapes weighted by the device share they ask for rather than by count:
-        a stranded device costs the allocation of the big requests that needed it."""
-        shares = [s.weight * s.devices * s.device_milli for s in self.shapes]
-        total = sum(shares) or 1.0
-        return TaskMix(tuple(replace(s, weight=w / total) for s, w in zip(self.shapes, shares, strict=True)))
+    def per_device_share(self) -> TaskMix:
+        """The same shapes, each weighted by its count divided by the device share it asks
+        for: how many requests of that shape one free device could take. A stranded share
+        costs what could have filled it, and at a full cluster what fills the last gaps is
+        the many small requests, not the few big ones (measured: docs/placement.md)."""
+        weights = [s.weight / (s.devices * s.device_milli) for s in self.shapes]
+        total = sum(weights) or 1.0
+        return TaskMix(tuple(replace(s, weight=w / total) for s, w in zip(self.shapes, weights, strict=True)))
 
     @classmethod
     def default(cls) -> TaskMix:

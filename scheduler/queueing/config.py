@@ -19,7 +19,6 @@ The `default` queue always exists and is unlimited unless the file says otherwis
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,12 +29,10 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from scheduler.catalog import model_key
 from scheduler.placement.request import Pool
-from scheduler.spec import KNOWN_VENDORS
+from scheduler.spec import dns_name, vendor_name
 
 DEFAULT_QUEUE = "default"
 # What people write for a vendor, by its software stack or product line.
-_VENDOR_HINTS = {"ascend": "huawei", "cuda": "nvidia", "rocm": "amd", "mlu": "cambricon", "dcu": "hygon"}
-_NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 class QueueConfigError(ValueError):
@@ -54,32 +51,6 @@ def _show(value: object) -> str:
 
 def _fail(message: str) -> PydanticCustomError:
     return PydanticCustomError("corral", message)
-
-
-def _name(value: object) -> str:
-    if not isinstance(value, str):
-        raise _fail(f"must be a string (got {_show(value)})")
-    if len(value) > 63:
-        raise _fail(f"must be at most 63 characters (got {len(value)})")
-    if not _NAME_RE.fullmatch(value):
-        suggestion = re.sub(r"[^a-z0-9]+", "-", value.lower()).strip("-")[:63].strip("-")
-        hint = f"; try '{suggestion}'" if suggestion and suggestion != value else ""
-        raise _fail(
-            "must be lowercase letters, digits and '-', starting and ending with a letter "
-            f"or digit (got {_show(value)}{hint})"
-        )
-    return value
-
-
-def _vendor(value: object) -> str:
-    if not isinstance(value, str):
-        raise _fail(f"must be a string (got {_show(value)})")
-    text = value.strip().lower()
-    if text in KNOWN_VENDORS:
-        return text
-    close = _VENDOR_HINTS.get(text) or next(iter(difflib.get_close_matches(text, KNOWN_VENDORS, n=1)), None)
-    meant = f" (did you mean '{close}'?)" if close else ""
-    raise _fail(f"unknown vendor {_show(value)}{meant}; allowed: {', '.join(KNOWN_VENDORS)}")
 
 
 def _model(value: object) -> str | None:
@@ -106,14 +77,14 @@ def _weight(value: object) -> float:
     return float(value)
 
 
-Name = Annotated[str, BeforeValidator(_name)]
+Name = Annotated[str, BeforeValidator(dns_name)]
 Count = Annotated[int, BeforeValidator(_count)]
 
 
 class QuotaSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vendor: Annotated[str, BeforeValidator(_vendor)]
+    vendor: Annotated[str, BeforeValidator(vendor_name)]
     model: Annotated[str | None, BeforeValidator(_model)] = None
     nominal: Count
     borrowing_limit: Annotated[int | None, BeforeValidator(lambda v: None if v is None else _count(v))] = None
@@ -135,7 +106,7 @@ class QueueSpec(BaseModel):
 
     name: Name
     weight: Annotated[float, BeforeValidator(_weight)] = 1.0
-    cohort: Annotated[str | None, BeforeValidator(lambda v: None if v is None else _name(v))] = None
+    cohort: Annotated[str | None, BeforeValidator(lambda v: None if v is None else dns_name(v))] = None
     quotas: Annotated[list[QuotaSpec], BeforeValidator(lambda v: [] if v is None else v)] = Field(
         default_factory=list
     )

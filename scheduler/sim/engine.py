@@ -36,7 +36,7 @@ from typing import Any
 from scheduler.placement.cluster import ANY_POOL, ClusterState, NodeState
 from scheduler.placement.engine import PlacementDecision, SpeedOf, place
 from scheduler.placement.fit import device_options, worker_slots
-from scheduler.placement.policies import Policy, make_policy
+from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
 from scheduler.placement.request import WHOLE, PlacementRequest, Pool, TopologyLevel
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing.config import QueueSet
@@ -255,7 +255,7 @@ class Simulator:
         model-blind scheduler against the same physics."""
         self.cluster = cluster
         self.jobs = sorted(jobs, key=lambda j: j.submit_time)
-        self.policy = policy or make_policy("fgd", mix_of(self.jobs))
+        self.policy = policy or make_policy(DEFAULT_POLICY, mix_of(self.jobs))
         self.speed_of: SpeedOf = speed_of or catalog_speed_of()
         self.true_speed = true_speed or catalog_relative_speed()
         self.pass_fn = pass_fn or run_pass

@@ -97,3 +97,17 @@ def test_higher_priority_preempts_and_the_victim_comes_back(
     api.wait_state(low, "RUNNING", timeout=90)
     assert len(api.job(low).attempts) == 2
     api.close()
+
+
+def test_two_half_device_jobs_share_one_device(server: Server, start_agent: Any, tmp_path: Path) -> None:
+    start_agent(server.address, "mlu-a", "mlu370-x8-4")
+    api = Api(server.address)
+    api.wait_ready("mlu-a")
+    halves = [submit(server, sleeper(tmp_path, f"half-{i}", devices_per_worker=0.5)) for i in range(2)]
+    jobs = [api.wait_state(j, "RUNNING") for j in halves]
+    slots = [(w.node_name, list(w.device_indices)) for j in jobs for w in j.attempts[-1].workers]
+    assert slots[0] == slots[1] and len(slots[0][1]) == 1, slots  # the second half fills the first's device
+    # A whole-device job does not land on the shared device.
+    whole = api.wait_state(submit(server, sleeper(tmp_path, "whole", devices_per_worker=1)), "RUNNING")
+    assert list(whole.attempts[-1].workers[0].device_indices) != slots[0][1]
+    api.close()
