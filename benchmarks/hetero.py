@@ -10,11 +10,14 @@ scheduled three ways:
 
   agnostic          no rates in the requests and `speed_of=lambda p: None`: the engine sees
                     every accepted model as one tier and picks by fragmentation alone;
-  throughput-aware  each request declares its speed per model (`rates`): the engine tries
-                    the fastest model for that job first;
-  comparative       (a proposal, not the engine's behaviour) the declared rate is the job's
-                    speed over the workload's mean speed on that model, so only jobs that gain
-                    more than the typical job rank H100 first.
+  fastest-first     each request declares its speed per model (`rates`), ranked raw
+                    (`Simulator(relative_rates=False)`): every job tries its fastest model
+                    first, so a CNN gaining 1.2× takes the H100 an LLM would run 3× faster on;
+  throughput-aware  the same rates ranked by comparative advantage, the product's behaviour
+                    (scheduler/placement/speedup.py): each job's rate over the running mean
+                    rate on that model of the jobs arrived so far (no look-ahead), so H100 goes
+                    first to the jobs that gain more there than the typical job; the others
+                    take it when their first choice is full.
 
 Reported per variant: mean, p50 and p95 JCT, mean queueing delay, makespan, allocation, and
 per job class the mean JCT and where its device-time went.
@@ -38,7 +41,7 @@ from benchmarks.reporting import write_reports
 from scheduler.placement.policies import DEFAULT_POLICY, make_policy
 from scheduler.sim.engine import SimJob, SimResult, Simulator, catalog_speed_of, mix_of
 from scheduler.sim.fleet import NodeKind, build_fleet, device_count
-from scheduler.sim.workload import GAVEL_CLASSES, comparative_rates, gavel_jobs, with_rates
+from scheduler.sim.workload import GAVEL_CLASSES, gavel_jobs, with_rates
 
 HERE = Path(__file__).resolve().parent
 FLEET = (
@@ -46,7 +49,7 @@ FLEET = (
     NodeKind("nvidia", "A100 80GB", 0.40, (8,), 80),
     NodeKind("huawei", "Ascend 910B", 0.35, (8,), 64),
 )
-VARIANTS = ("agnostic", "throughput-aware", "comparative")
+VARIANTS = ("agnostic", "fastest-first", "throughput-aware")
 
 
 def run_variant(name: str, jobs: Sequence[SimJob], nodes: int) -> tuple[SimResult, dict[str, Any]]:
@@ -54,12 +57,12 @@ def run_variant(name: str, jobs: Sequence[SimJob], nodes: int) -> tuple[SimResul
     policy = make_policy(DEFAULT_POLICY, mix_of(jobs))
     if name == "agnostic":
         sim = Simulator(cluster, jobs, policy, speed_of=lambda _: None)
+    elif name == "fastest-first":
+        sim = Simulator(cluster, with_rates(jobs), policy, speed_of=catalog_speed_of(), relative_rates=False)
     elif name == "throughput-aware":
-        sim = Simulator(cluster, with_rates(jobs), policy, speed_of=catalog_speed_of())
+        sim = Simulator(cluster, with_rates(jobs), policy, speed_of=catalog_speed_of(), relative_rates=True)
     else:
-        sim = Simulator(
-            cluster, with_rates(jobs, comparative_rates(jobs)), policy, speed_of=catalog_speed_of()
-        )
+        raise ValueError(f"unknown variant {name!r}")
     result = sim.run()
     summary = result.summary(timeline_points=40)
     summary["preemptions"] = sim.preemptions
@@ -100,12 +103,20 @@ def run(args: argparse.Namespace, command: str) -> dict[str, Any]:
             _, summary = run_variant(name, jobs, args.nodes)
             summary["run_s"] = time.perf_counter() - t0
             variants[name] = summary
-        base = variants["agnostic"]["jct_mean_s"] or 1.0
+        agn = variants["agnostic"]
         runs.append(
             {
                 "load": load,
                 "variants": variants,
-                "jct_vs_agnostic": {n: v["jct_mean_s"] / base for n, v in variants.items()},
+                "jct_vs_agnostic": {
+                    n: v["jct_mean_s"] / (agn["jct_mean_s"] or 1.0) for n, v in variants.items()
+                },
+                "p95_vs_agnostic": {
+                    n: v["jct_p95_s"] / (agn["jct_p95_s"] or 1.0) for n, v in variants.items()
+                },
+                "makespan_vs_agnostic": {
+                    n: v["makespan_s"] / (agn["makespan_s"] or 1.0) for n, v in variants.items()
+                },
                 "aware_beats_agnostic": (
                     variants["throughput-aware"]["jct_mean_s"] < variants["agnostic"]["jct_mean_s"]
                 ),
@@ -153,6 +164,12 @@ def markdown(r: dict[str, Any]) -> str:
         f"{r['settings']['jobs']:,} jobs per load, policy {DEFAULT_POLICY}, "
         "the control plane's scheduling pass in the simulator.",
         "",
+        "Variants: **agnostic** (no rates, no catalog speed: one tier, fragmentation alone); "
+        "**fastest-first** (declared rates ranked raw: every job tries its fastest model first); "
+        "**throughput-aware** (the product's behaviour: declared rates ranked by comparative "
+        "advantage, each over the running mean rate on that model of the jobs arrived so far, "
+        "so fast models go first to the jobs they speed up most; scheduler/placement/speedup.py).",
+        "",
         "Job classes (speed relative to A100 80GB):",
         "",
         "| class | share | devices | mean duration on A100 | H100 | A100 | Ascend 910B | CUDA-only |",
@@ -180,14 +197,16 @@ def _run_markdown(run: dict[str, Any]) -> list[str]:
         "",
         f"## Offered load {run['load']:.0%} (at A100 speed)",
         "",
-        "| variant | mean JCT | vs agnostic | p50 JCT | p95 JCT | mean queueing | makespan | allocation |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| variant | mean JCT | vs agnostic | p50 JCT | p95 JCT | vs agnostic | mean queueing | makespan "
+        "| vs agnostic | allocation |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, v in variants.items():
         lines.append(
             f"| {name} | {_h(v['jct_mean_s'])} | {run['jct_vs_agnostic'][name]:.2f}× | "
-            f"{_h(v['jct_p50_s'])} | {_h(v['jct_p95_s'])} | {_m(v['queueing_delay_mean_s'])} | "
-            f"{_h(v['makespan_s'])} | {v['mean_allocation']:.0%} |"
+            f"{_h(v['jct_p50_s'])} | {_h(v['jct_p95_s'])} | {run['p95_vs_agnostic'][name]:.2f}× | "
+            f"{_m(v['queueing_delay_mean_s'])} | {_h(v['makespan_s'])} | "
+            f"{run['makespan_vs_agnostic'][name]:.2f}× | {v['mean_allocation']:.0%} |"
         )
     lines += ["", "Per class: mean JCT, and the share of its device-time on each model.", ""]
     classes = sorted({c for v in variants.values() for c in v["per_class"]})
@@ -202,14 +221,19 @@ def _run_markdown(run: dict[str, Any]) -> list[str]:
             where = ", ".join(f"{p.split()[0]} {s:.0%}" for p, s in c["device_time_share"].items())
             cells.append(f"{_h(c['jct_mean_s'])} ({where})")
         lines.append(f"| {cls} | " + " | ".join(cells) + " |")
-    aware = variants["throughput-aware"]["jct_mean_s"]
-    agn = variants["agnostic"]["jct_mean_s"]
-    comp = variants["comparative"]["jct_mean_s"]
-    lines += [
-        "",
-        f"Throughput-aware {'beats' if aware < agn else 'does NOT beat'} agnostic on mean JCT "
-        f"({_h(aware)} vs {_h(agn)}); the comparative-advantage proposal: {_h(comp)}.",
-    ]
+    agn = variants["agnostic"]
+    lines.append("")
+    for name, v in variants.items():
+        if name == "agnostic":
+            continue
+        ratio = run["jct_vs_agnostic"][name]
+        verdict = "beats" if ratio < 0.995 else "ties" if ratio <= 1.005 else "does NOT beat"
+        lines.append(
+            f"- {name} {verdict} agnostic on mean JCT ({_h(v['jct_mean_s'])} vs {_h(agn['jct_mean_s'])}, "
+            f"{run['jct_vs_agnostic'][name]:.2f}×); p95 {_h(v['jct_p95_s'])} vs {_h(agn['jct_p95_s'])} "
+            f"({run['p95_vs_agnostic'][name]:.2f}×); makespan {_h(v['makespan_s'])} vs "
+            f"{_h(agn['makespan_s'])} ({run['makespan_vs_agnostic'][name]:.2f}×)."
+        )
     return lines
 
 

@@ -133,7 +133,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.seeds < 1:
         p.error(f"--seeds: must be ≥ 1 (got {args.seeds})")
     try:
-        load_nodes(args.nodes), load_tasks(args.pods)
+        gpus = sum(len(n.devices) for n in load_nodes(args.nodes))
+        load_tasks(args.pods)
     except TraceError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -164,6 +165,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trace": trace,
         "pods": str(args.pods),
         "nodes": str(args.nodes),
+        "gpus": gpus,
         "seeds": [SEEDS_FROM + s for s in range(args.seeds)],
         "default_policy": DEFAULT_POLICY,
         "policies": mapping,
@@ -192,7 +194,7 @@ def markdown(report: dict[str, Any]) -> str:
         f"Command: `{report['command']}` ({report['finished_at']}, {report['wall_s']:.0f} s on "
         f"{report['machine']['nproc']} CPUs, Python {report['machine']['python']}).",
         "",
-        "GPU allocation ratio (% of the cluster's 6,212 GPUs), mean over seeds "
+        f"GPU allocation ratio (% of the cluster's {report['gpus']:,} GPUs), mean over seeds "
         f"{report['seeds'][0]}–{report['seeds'][-1]}, tasks arriving in random order with no "
         "departures (method: ../shared/traces/openb_methodology.md).",
         "",

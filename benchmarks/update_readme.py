@@ -110,13 +110,13 @@ def scale_section(r: dict[str, Any]) -> str:
 def hetero_section(r: dict[str, Any]) -> str:
     rows = [
         "| offered load | model-agnostic mean JCT | throughput-aware | vs agnostic | p95 agnostic → aware "
-        "| relative speed-up (proposal) |",
+        "| fastest model first |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     for run in r["runs"]:
         v = run["variants"]
         a, t = v["agnostic"], v["throughput-aware"]
-        c = v.get("comparative")
+        c = v.get("fastest-first")
         relative = f"{c['jct_mean_s'] / a['jct_mean_s']:.2f}×" if c else "-"
         rows.append(
             f"| {run['load']:.0%} | {a['jct_mean_s'] / 3600:.2f} h | {t['jct_mean_s'] / 3600:.2f} h "

@@ -22,6 +22,7 @@ from scheduler.placement.cluster import ClusterState
 from scheduler.placement.engine import PlacementDecision, SpeedOf, place
 from scheduler.placement.policies import Policy
 from scheduler.placement.request import PlacementRequest, Pool
+from scheduler.placement.speedup import RateBaseline
 from scheduler.queueing.config import QueueSet
 from scheduler.queueing.fairshare import fair_order
 from scheduler.queueing.preemption import choose_victims, lost_work
@@ -61,6 +62,7 @@ class _Pass:
     ledger: Ledger
     start_pools: list[Pool]
     hidden: _Hidden
+    baseline: RateBaseline | None = None
     result: PassResult = field(default_factory=PassResult)
     victims: set[str] = field(default_factory=set)
     # Shapes for which preemption found nothing, keyed by the pass's `epoch`: identical
@@ -77,6 +79,8 @@ class _Pass:
         return place(request, self.cluster, self.policy, self.speed_of)
 
     def attempt(self, job: PendingJob) -> None:
+        if self.baseline is not None:  # rank models by the job's gain over the typical job's
+            job = replace(job, request=self.baseline.relative(job.request))
         request = job.request
         unknown = self.queues.check_queue(job.queue)
         if unknown is not None:
@@ -214,11 +218,17 @@ def schedule_pass(
     policy: Policy,
     speed_of: SpeedOf = lambda _: None,
     now: float = 0.0,
+    *,
+    baseline: RateBaseline | None = None,
 ) -> PassResult:
     """Decide one pass. `cluster` must already hold the running jobs' allocations; it comes
     back holding the placements in `result.placed` as well, and nothing else changed.
     Preempted jobs keep their allocations: the caller stops them (checkpoint first) and a
-    later pass places their preemptors. `now` only goes into the victims' reasons."""
+    later pass places their preemptors. `now` only goes into the victims' reasons.
+
+    With a `baseline`, each job's declared rates are ranked relative to the typical job's
+    (`RateBaseline.relative`: fast models go first to the jobs they speed up most); the pass
+    only reads it, and the caller observes each job once, when it is submitted."""
     ledger = Ledger(queues, running)
     capacity = pool_capacity(cluster)
     state = _Pass(
@@ -231,6 +241,7 @@ def schedule_pass(
         ledger=ledger,
         start_pools=cluster.pools,
         hidden=_Hidden(cluster),
+        baseline=baseline,
     )
     try:
         for job in fair_order(pending, ledger, capacity):

@@ -25,7 +25,9 @@ from scheduler.jobstate import JobState, check_transition
 from scheduler.lifecycle import Verdict, after_failed_attempt, describe_exit, judge_attempt
 from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
 from scheduler.placement.engine import PlacementDecision
+from scheduler.placement.from_spec import placement_request
 from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
+from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing import Preemption, QueueSet, queue_usage, schedule_pass
 from scheduler.queueing.usage import QueueUsage
@@ -83,6 +85,9 @@ class ControlPlane:
         self._policy: tuple[TaskMix, Policy] | None = None
         self._specs: dict[str, job_pb2.JobSpec] = {}
         self._made_room_for: set[str] = set()  # pending jobs running work was preempted for
+        # Per-model mean of the rates jobs declare, so a model ranks first only for jobs that
+        # gain more there than the typical job (Gavel); the simulator keeps one the same way.
+        self.rate_baseline = RateBaseline()
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -92,6 +97,8 @@ class ControlPlane:
         self.nodes.load()
         for job in self.store.load_jobs():
             self._index(job)
+            if not job.state.terminal:
+                self.rate_baseline.observe(placement_request(job.id, self.spec_of(job)))
         log.info("loaded %d nodes and %d jobs from %s", len(self.nodes), len(self.jobs), self.store.url)
 
     def _index(self, job: JobRecord) -> None:
@@ -155,6 +162,7 @@ class ControlPlane:
         )
         self.store.insert_job(job)
         self._index(job)
+        self.rate_baseline.observe(placement_request(job.id, spec))
         self.record_event("state", f"submitted by {owner or 'unknown'}", job_id=job.id, state=job.state.value)
         self.kick()
         return job
@@ -221,6 +229,7 @@ class ControlPlane:
             self._live_policy(inputs),
             self.speed_of,
             self.clock(),
+            baseline=self.rate_baseline,
         )
         for job_id, decision in result.placed:
             job = self.jobs[job_id]

@@ -18,6 +18,11 @@ first failure of a group stops the group: its later jobs ask the same of a fulle
 code the live control plane runs: fair order, quota, preemption, reservations), or, where this
 checkout lacks it or a run asks for `greedy_pass`, a priority-then-FIFO pass over
 `engine.place` that skips what does not fit (backfilling behind a blocked job).
+
+Declared rates are ranked by comparative advantage (`scheduler.placement.speedup`): the
+simulator keeps a `RateBaseline`, observes each job once at its arrival, and both passes place
+each job with its rates relative to the typical job's. `relative_rates=False` ranks raw rates
+(every job tries its fastest model first).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from scheduler.placement.engine import PlacementDecision, SpeedOf, place
 from scheduler.placement.fit import device_options, worker_slots
 from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
 from scheduler.placement.request import WHOLE, PlacementRequest, Pool, TopologyLevel
+from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing.config import QueueSet
 from scheduler.queueing.types import RunningJob
@@ -248,11 +254,13 @@ class Simulator:
         pass_fn: PassFn | None = None,
         on_failure: Callable[[Simulator, Any], None] | None = None,
         queues: QueueSet | None = None,
+        relative_rates: bool = True,
     ) -> None:
         """`speed_of` is what the scheduler believes (it orders the engine's pool tiers);
         `true_speed` is how fast a pool really runs a job with no rate of its own, relative to
         the reference. Both default to the catalog; they differ when a run compares a
-        model-blind scheduler against the same physics."""
+        model-blind scheduler against the same physics. `relative_rates`: rank declared rates
+        against the running baseline of the jobs arrived so far (else raw rates)."""
         self.cluster = cluster
         self.jobs = sorted(jobs, key=lambda j: j.submit_time)
         self.policy = policy or make_policy(DEFAULT_POLICY, mix_of(self.jobs))
@@ -261,6 +269,7 @@ class Simulator:
         self.pass_fn = pass_fn or run_pass
         self.on_failure = on_failure
         self.queues = queues or QueueSet.default()
+        self.baseline: RateBaseline | None = RateBaseline() if relative_rates else None
         self.running_view: dict[str, RunningJob] = {}  # what `schedule_pass` is told runs
         self.preemptions = 0
         self.now = 0.0
@@ -334,6 +343,8 @@ class Simulator:
         if job.job_id in self.records:
             raise ValueError(f"job id {job.job_id!r} appears twice")
         self.records[job.job_id] = JobRecord(job)
+        if self.baseline is not None:
+            self.baseline.observe(job.request)
         self.enqueue(job)
 
     def enqueue(self, job: SimJob) -> None:
@@ -544,7 +555,8 @@ def greedy_pass(sim: Simulator) -> None:
                 sim.block(g, g.reason)
                 continue
         sim.place_calls += 1
-        decision = place(job.request, sim.cluster, sim.policy, sim.speed_of)
+        request = job.request if sim.baseline is None else sim.baseline.relative(job.request)
+        decision = place(request, sim.cluster, sim.policy, sim.speed_of)
         if not decision.placed:
             sim.block(g, decision.reason)
             continue
@@ -612,6 +624,7 @@ def admission_pass(sim: Simulator) -> None:
             sim.policy,
             sim.speed_of,
             sim.now,
+            baseline=sim.baseline,
         )
         started: set[str] = set()
         for job_id, decision in result.placed:

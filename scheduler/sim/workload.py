@@ -81,8 +81,10 @@ def with_rates(
 
 
 def comparative_rates(jobs: Sequence[SimJob]) -> dict[str, dict[str, float]]:
-    """PROPOSAL: declare each job's speed on a model divided by the workload's mean speed on
-    that model (its comparative advantage), instead of its raw speed.
+    """An ORACLE: each job's speed on a model divided by the whole workload's mean speed on
+    that model (its comparative advantage), future jobs included. Not what the scheduler does:
+    it ranks online with `scheduler.placement.speedup.RateBaseline` (the jobs arrived so far),
+    which `Simulator(relative_rates=True)` applies to raw declared rates; kept as a reference.
 
     With raw speeds every job ranks the fastest model first, so a CNN that gains 1.2× takes an
     H100 that an LLM would run 3× faster on. Normalising by the mean speedup ranks the H100
