@@ -114,7 +114,9 @@ class _Pass:
             # Not the engine's words: they describe the request as narrowed for quota.
             unit = "devices" if request.shape.devices else "workers"
             notes = [f"{needs}; largest free block {decision.largest_block} {unit}"]
-        if not self.preempt(job, allowed, accepted, notes) and is_gang(request):
+        if job.victims_stopping:
+            notes.append("waiting for the jobs preempted for it to stop")
+        elif not self.preempt(job, allowed, accepted, notes) and is_gang(request):
             self.reserve(job, allowed, notes)
         if held:
             notes.append(f"{held} matching node{'s' if held > 1 else ''} held for higher-ranked jobs")

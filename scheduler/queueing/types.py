@@ -20,7 +20,10 @@ class PendingJob:
     priority: int
     submitted_at: float  # orders jobs of equal priority: oldest first
     request: PlacementRequest
-    made_room: bool = False  # running jobs were preempted for it and are stopping or stopped
+    made_room: bool = False  # running jobs were preempted for it: it goes first until placed
+    # Some of those are still stopping: their devices are about to free, so preempting more
+    # now would take more than it needs.
+    victims_stopping: bool = False
 
 
 @dataclass(frozen=True)

@@ -84,7 +84,8 @@ class ControlPlane:
         self.speed_of = catalog_speed(catalog or DeviceCatalog.load())
         self._policy: tuple[TaskMix, Policy] | None = None
         self._specs: dict[str, job_pb2.JobSpec] = {}
-        self._made_room_for: set[str] = set()  # pending jobs running work was preempted for
+        # pending job -> the jobs preempted for it
+        self._made_room_for: dict[str, set[str]] = {}
         # Per-model mean of the rates jobs declare, so a model ranks first only for jobs that
         # gain more there than the typical job (Gavel); the simulator keeps one the same way.
         self.rate_baseline = RateBaseline()
@@ -204,8 +205,16 @@ class ControlPlane:
         for job_id, job in live.items():
             if job_id not in self._specs:
                 self._specs[job_id] = self.spec_of(job)
-        self._made_room_for &= {j.id for j in live.values() if j.state is JobState.PENDING}
-        return pass_inputs(self.nodes, live.values(), self._specs, self.clock(), self._made_room_for)
+        for job_id in [j for j in self._made_room_for if self.jobs[j].state is not JobState.PENDING]:
+            del self._made_room_for[job_id]
+        stopping = {
+            job_id
+            for job_id, victims in self._made_room_for.items()
+            if any(_holds_devices(self.jobs[v]) for v in victims)
+        }
+        return pass_inputs(
+            self.nodes, live.values(), self._specs, self.clock(), set(self._made_room_for), stopping
+        )
 
     def _live_policy(self, inputs: PassInputs) -> Policy:
         """The policy scores against the mix of unfinished jobs' requests; rebuilt only when
@@ -236,7 +245,7 @@ class ControlPlane:
             self._start_attempt(job, self._specs[job_id], decision)
         for preemption in result.preemptions:
             self._preempt(preemption)
-            self._made_room_for.add(preemption.for_job_id)
+            self._made_room_for.setdefault(preemption.for_job_id, set()).add(preemption.victim_job_id)
         for job_id, reason in result.waiting.items():
             job = self.jobs[job_id]
             if job.state is JobState.PENDING and job.reason != reason:

@@ -70,9 +70,11 @@ def pass_inputs(
     spec_of: dict[str, job_pb2.JobSpec],
     now: float,
     made_room_for: Set[str] = frozenset(),
+    victims_stopping_for: Set[str] = frozenset(),
 ) -> PassInputs:
     """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller);
-    `made_room_for` names pending jobs running work was preempted for."""
+    `made_room_for` names pending jobs running work was preempted for, and
+    `victims_stopping_for` those of them whose victims still hold devices."""
     cluster = ClusterState(node_state(rt) for rt in nodes)
     out = PassInputs(cluster)
     for job in jobs:
@@ -94,7 +96,15 @@ def pass_inputs(
             allocations.append(cluster.allocate(node, indices, milli, shape.cpu_milli, shape.memory_mib))
         if job.state is JobState.PENDING:
             out.pending.append(
-                PendingJob(job.id, job.queue, job.priority, job.created_at, request, job.id in made_room_for)
+                PendingJob(
+                    job.id,
+                    job.queue,
+                    job.priority,
+                    job.created_at,
+                    request,
+                    made_room=job.id in made_room_for,
+                    victims_stopping=job.id in victims_stopping_for,
+                )
             )
         elif job.state in (JobState.PLACED, JobState.RUNNING) and allocations:
             attempt = job.current_attempt

@@ -320,6 +320,22 @@ def test_rack_gang_reserves_in_one_rack() -> None:
 # ----------------------------------------------------------------------------- preemption
 
 
+def test_no_second_round_of_victims_while_the_first_still_stop() -> None:
+    """The live control plane requeues victims at once but their devices free only when they
+    exit; meanwhile the preemptor must wait, not preempt more."""
+    from dataclasses import replace
+
+    cluster = ClusterState([node("n", H100, 4)])
+    running = [start(cluster, "a", "n", [0, 1]), start(cluster, "b", "n", [2, 3])]
+    hi = replace(job("hi", devices=2, priority=10), made_room=True, victims_stopping=True)
+    result = run_pass([hi], cluster, running=running)
+    assert result.preemptions == [] and result.placed == []
+    assert "waiting for the jobs preempted for it to stop" in result.waiting["hi"]
+    # Once they have stopped, it may preempt again if it still does not fit.
+    result = run_pass([replace(hi, victims_stopping=False)], cluster, running=running)
+    assert len(result.preemptions) == 1
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_preemption_loses_least_work_with_a_minimal_set(policy: str) -> None:
     cluster = ClusterState([node("n", H100, 4)])
