@@ -15,9 +15,9 @@ spread over any nodes is retried after any release in a pool it accepts. Within 
 first failure of a group stops the group: its later jobs ask the same of a fuller cluster.
 
 `run_pass` is the one place the pass is chosen: the queueing package's `schedule_pass` (the
-code the live control plane runs: fair order, quota, preemption, reservations), or, where this
-checkout lacks it or a run asks for `greedy_pass`, a priority-then-FIFO pass over
-`engine.place` that skips what does not fit (backfilling behind a blocked job).
+code the live control plane runs: fair order, quota, preemption, reservations), or, where a
+run asks for `greedy_pass`, a priority-then-FIFO pass over `engine.place` that skips what
+does not fit (backfilling behind a blocked job) — a faster stand-in for very large runs.
 
 Declared rates are ranked by comparative advantage (`scheduler.placement.speedup`): the
 simulator keeps a `RateBaseline`, observes each job once at its arrival, and both passes place
@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import heapq
-import importlib.util
 import math
 import time
 from collections import deque
@@ -45,8 +44,9 @@ from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
 from scheduler.placement.request import WHOLE, PlacementRequest, Pool, TopologyLevel
 from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
+from scheduler.queueing.admission import schedule_pass
 from scheduler.queueing.config import QueueSet
-from scheduler.queueing.types import RunningJob
+from scheduler.queueing.types import PendingJob, RunningJob
 
 REFERENCE: Pool = ("nvidia", "A100 80GB")
 _DOMAINS = (TopologyLevel.NODE, TopologyLevel.RACK, TopologyLevel.BLOCK)
@@ -570,13 +570,6 @@ def greedy_pass(sim: Simulator) -> None:
         sim.prune()
 
 
-def _admission() -> Any:
-    """`scheduler.queueing.admission`, or None where this checkout lacks it."""
-    if importlib.util.find_spec("scheduler.queueing.admission") is None:
-        return None
-    return importlib.import_module("scheduler.queueing.admission")
-
-
 def admission_pass(sim: Simulator) -> None:
     """The control plane's own pass (`schedule_pass`: fair order across queues, quota,
     preemption, reservations) over the pending jobs worth trying.
@@ -588,12 +581,6 @@ def admission_pass(sim: Simulator) -> None:
     again with the work they had done kept (the victim checkpoints first); their preemptors
     start in the round after, at the same virtual instant.
     """
-    from scheduler.queueing.types import PendingJob
-
-    admission = _admission()
-    if admission is None:
-        greedy_pass(sim)
-        return
     batch: dict[int, int] = {}
     hopeful = sim.retriable()
     rounds = 0
@@ -616,7 +603,7 @@ def admission_pass(sim: Simulator) -> None:
         if not pending:
             break
         sim.place_calls += len(pending)
-        result = admission.schedule_pass(
+        result = schedule_pass(
             pending,
             list(sim.running_view.values()),
             sim.cluster,
@@ -655,7 +642,7 @@ def admission_pass(sim: Simulator) -> None:
 
 def run_pass(sim: Simulator) -> None:
     """The scheduling pass the simulator runs after each instant's events: the control
-    plane's `schedule_pass` (the greedy stand-in where this checkout lacks it)."""
+    plane's `schedule_pass`."""
     admission_pass(sim)
 
 

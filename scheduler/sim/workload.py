@@ -80,34 +80,6 @@ def with_rates(
     return out
 
 
-def comparative_rates(jobs: Sequence[SimJob]) -> dict[str, dict[str, float]]:
-    """An ORACLE: each job's speed on a model divided by the whole workload's mean speed on
-    that model (its comparative advantage), future jobs included. Not what the scheduler does:
-    it ranks online with `scheduler.placement.speedup.RateBaseline` (the jobs arrived so far),
-    which `Simulator(relative_rates=True)` applies to raw declared rates; kept as a reference.
-
-    With raw speeds every job ranks the fastest model first, so a CNN that gains 1.2× takes an
-    H100 that an LLM would run 3× faster on. Normalising by the mean speedup ranks the H100
-    first only for jobs that gain more than the typical job; the others prefer the reference
-    model and take an H100 only when their first choice is full (the engine still tries every
-    tier, so nothing idles). A step towards Gavel's throughput-maximising allocation, within
-    one greedy decision per job.
-    """
-    # The mean over jobs, not over work: a few long LLM runs would otherwise set the bar so
-    # high that even a transformer gaining 2× would rank H100 below A100.
-    sums: dict[str, float] = {}
-    weights: dict[str, float] = {}
-    for j in jobs:
-        for m, s in (j.speed or {}).items():
-            sums[m] = sums.get(m, 0.0) + s
-            weights[m] = weights.get(m, 0.0) + 1.0
-    mean = {m: sums[m] / weights[m] if weights[m] else 1.0 for m in sums}
-    out: dict[str, dict[str, float]] = {}
-    for j in jobs:
-        out[j.job_id] = {m: round(s / mean[m], 6) for m, s in (j.speed or {}).items()}
-    return out
-
-
 def mixed_jobs(n: int, devices: int, load: float, seed: int, mean_s: float = 3600.0) -> list[SimJob]:
     """`n` jobs for a throughput run on the mixed fleet: shared (¼ or ½ device), 1, 2, 4 and
     8-device jobs and a few rack-bound gangs of 2-8 nodes; a few CPU and memory sizes; some

@@ -12,13 +12,12 @@ from scheduler.sim.engine import (
     EventKind,
     SimJob,
     Simulator,
-    _admission,
     greedy_pass,
     percentile,
     simulate,
 )
 from scheduler.sim.fleet import build_fleet, device_count
-from scheduler.sim.workload import comparative_rates, gavel_jobs, with_rates
+from scheduler.sim.workload import gavel_jobs, with_rates
 
 A100 = ("nvidia", "A100 80GB")
 H100 = ("nvidia", "H100 80GB")
@@ -144,7 +143,6 @@ def test_failure_events_go_to_the_hook() -> None:
     assert r.jobs[0].end == 10 and r.jobs[0].placements == 2
 
 
-@pytest.mark.skipif(_admission() is None, reason="scheduler.queueing.admission is not in this checkout")
 def test_higher_priority_preempts_and_the_victim_resumes_with_its_work() -> None:
     cluster = ClusterState([node("a", n=8)])
     jobs = [job("low", 0, 8, 800, priority=0), job("high", 50, 8, 80, priority=10)]
@@ -176,10 +174,3 @@ def test_workload_is_seeded_and_rates_follow_speed() -> None:
     assert a == b
     rated = with_rates(a)
     assert all(dict(j.request.rates) == j.speed for j in rated)
-    comp = comparative_rates(a)
-    llm = next(j for j in a if j.job_id.startswith("llm"))
-    cnn = next(j for j in a if j.job_id.startswith("cnn"))
-    # the LLM's advantage on H100 over A100 is larger than the CNN's
-    assert comp[llm.job_id]["H100 80GB"] / comp[llm.job_id]["A100 80GB"] > (
-        comp[cnn.job_id]["H100 80GB"] / comp[cnn.job_id]["A100 80GB"]
-    )
