@@ -97,8 +97,14 @@ class _Pass:
             else:
                 quota_notes.setdefault(note)
         needs = f"waiting: needs {request.describe()}"
+        unit = "devices" if request.shape.devices else "workers"
         if accepted and not allowed:
-            self.result.waiting[job.job_id] = "; ".join([needs, *quota_notes])
+            # Say what the cluster could give were it not for the quota: a dry run, undone.
+            trial = place(replace(request, pools=tuple(accepted)), self.cluster, self.policy, self.speed_of)
+            for a in trial.allocations:
+                self.cluster.release(a)
+            room = "it would fit now" if trial.placed else f"largest free block {trial.largest_block} {unit}"
+            self.result.waiting[job.job_id] = "; ".join([needs, room, *quota_notes])
             return
 
         decision = self.place_within(request, allowed, accepted)
@@ -112,7 +118,6 @@ class _Pass:
             notes = [decision.reason]  # nothing in the cluster matches at all
         else:
             # Not the engine's words: they describe the request as narrowed for quota.
-            unit = "devices" if request.shape.devices else "workers"
             notes = [f"{needs}; largest free block {decision.largest_block} {unit}"]
         if job.victims_stopping:
             notes.append("waiting for the jobs preempted for it to stop")

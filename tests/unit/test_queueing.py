@@ -124,9 +124,22 @@ def test_quota_caps_placement_and_reason_names_it(policy: str) -> None:
     assert [j for j, _ in result.placed] == ["j0", "j1"]
     assert all(d.pool == ASCEND for _, d in result.placed)
     assert result.waiting["j2"] == (
-        "waiting: needs 2 devices; queue research at quota 4/4 on huawei Ascend 910B; "
+        "waiting: needs 2 devices; it would fit now; queue research at quota 4/4 on huawei Ascend 910B; "
         "queue research at quota 0/0 on nvidia (all models)"
     )
+
+
+def test_a_quota_bound_job_is_also_told_the_largest_free_block() -> None:
+    cluster = ClusterState([node("npu-0", ASCEND, 4), node("npu-1", ASCEND, 4)])
+    running = [
+        start(cluster, "r", "npu-0", [0, 1, 2, 3], queue="research"),
+        start(cluster, "o", "npu-1", [0]),
+    ]
+    result = run_pass([job("j", devices=4, queue="research")], cluster, QueueSet.parse(QUOTAS), running)
+    assert result.waiting["j"].startswith(
+        "waiting: needs 4 devices; largest free block 3 devices; queue research"
+    )
+    assert free(cluster) == {"npu-0": 0, "npu-1": 3}  # the dry run left nothing behind
 
 
 def test_quota_counts_running_jobs_and_other_queues_are_unlimited() -> None:
@@ -156,7 +169,7 @@ def test_borrowing_within_cohort_up_to_borrowing_limit(policy: str) -> None:
     result = run_pass([job(f"a{i}", queue="a", t=i) for i in range(8)], cluster, queues, policy=policy)
     assert len(result.placed) == 6  # nominal 4 + borrowing limit 2, though b lends 4
     assert result.waiting["a6"] == (
-        "waiting: needs 1 device; queue a at quota 6/6 on huawei Ascend 910B "
+        "waiting: needs 1 device; it would fit now; queue a at quota 6/6 on huawei Ascend 910B "
         "(nominal 4 + 2 borrowable in cohort lab)"
     )
 
