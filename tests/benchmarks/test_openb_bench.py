@@ -107,3 +107,18 @@ def test_bad_input_exits_2_with_the_error(tmp_path: Path, capsys: pytest.Capture
     nodes, pods = write(tmp_path, nodes="sn,cpu_milli,memory_mib,gpu\nn,1,1,1\n")
     assert openb.main(["--nodes", str(nodes), "--pods", str(pods), "--report-dir", str(tmp_path)]) == 2
     assert "missing column(s) model" in capsys.readouterr().err
+
+
+def test_simulating_the_trace_with_its_own_times(tmp_path: Path) -> None:
+    from benchmarks import sim_openb
+
+    timed = "name,cpu_milli,memory_mib,num_gpu,gpu_milli,creation_time,deletion_time\n" + "".join(
+        f"p-{i},2000,4096,1,500,{i * 10},{i * 10 + 100}\n" for i in range(40)
+    )
+    nodes, pods = write(tmp_path, pods=timed)
+    assert sim_openb.main(["--nodes", str(nodes), "--pods", str(pods), "--report-dir", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "sim_openb_pods.json").read_text())
+    s = report["summary"]
+    # 40 half-GPU tasks of 100 s, one every 10 s: at most 10 at once, which 16 GPUs hold.
+    assert s["jobs_finished"] == 40 and s["queueing_delay_mean_s"] == 0
+    assert s["jct_mean_s"] == 100
