@@ -128,6 +128,16 @@ def hetero_section(r: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def sim_openb_section(r: dict[str, Any]) -> str:
+    s = r["summary"]
+    return (
+        f"The simulator replays the openb trace with its own arrival and deletion times "
+        f"({r['tasks']:,} tasks on {r['nodes']:,} nodes, policy `{r['policy']}`, every pass the control "
+        f"plane's `schedule_pass`) in **{r['wall_s']:.1f} s** ({s['passes']:,} passes). "
+        f"Command: `{r['command']}`, {r['finished_at'][:10]}."
+    )
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
@@ -139,8 +149,12 @@ SECTIONS: dict[str, Callable[[Any], str]] = {
     "openb": openb_section,
     "scale": scale_section,
     "hetero": hetero_section,
+    "sim_openb": sim_openb_section,
 }
-LOADERS: dict[str, Callable[[], Any]] = {"openb": _openb_reports}
+LOADERS: dict[str, Callable[[], Any]] = {
+    "openb": _openb_reports,
+    "sim_openb": lambda: json.loads((RESULTS / "sim_openb_default.json").read_text()),
+}
 
 
 def main() -> int:
