@@ -43,12 +43,7 @@ def drain(cp: ControlPlane, name: str, reason: str) -> NodeRuntime:
             continue
         if not any(w.node_name == name and w.phase.holds_devices for w in attempt.workers):
             continue
-        for w in attempt.workers:
-            node = cp.nodes.get(w.node_name)
-            if w.phase.holds_devices and node is not None and node.session is not None:
-                node.session.send(
-                    checkpoint=agent_pb2.RequestCheckpoint(workload_id=w.workload_id, reason=why)
-                )
+        cp.request_checkpoint(attempt, why)
         cp.requeue(job, attempt, f"node {name} is draining ({why})")
     return rt
 
