@@ -551,9 +551,30 @@ def _fields_of(loc: tuple[int | str, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+def error_message(err: ErrorDetails) -> str:
+    """One sentence for a pydantic error (not an unknown field), in this module's words;
+    the queue config says its errors the same way."""
+    kind, got = err["type"], err.get("input")
+    if kind == "corral":
+        return str(err["msg"])
+    if kind == "missing":
+        return "required"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"must be a mapping of fields (got {_show(got)})"
+    if kind in ("list_type", "iterable_type"):
+        return f"must be a list (got {_show(got)})"
+    if kind in ("string_type", "str_type"):
+        return f"must be a string (got {_show(got)})"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"must be an integer (got {_show(got)})"
+    # A rule nobody wrote a sentence for yet: pydantic's words, without its codes.
+    text = err["msg"]
+    return f"{text[:1].lower()}{text[1:]} (got {_show(got)})"
+
+
 def _problem(err: ErrorDetails) -> SpecProblem:
     loc = tuple(err["loc"])
-    kind, got = err["type"], err.get("input")
+    kind = err["type"]
     at = (err.get("ctx") or {}).get("at")
     if kind == "corral" and at:
         loc = (*loc, str(at))
@@ -563,21 +584,7 @@ def _problem(err: ErrorDetails) -> SpecProblem:
         close = difflib.get_close_matches(field, fields, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return SpecProblem(_path(loc), f"unknown field{hint}; allowed: {', '.join(fields)}")
-    if kind == "corral":
-        message = err["msg"]
-    elif kind == "missing":
-        message = "required"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"must be a mapping of fields (got {_show(got)})"
-    elif kind in ("list_type", "iterable_type"):
-        message = f"must be a list (got {_show(got)})"
-    elif kind in ("string_type", "str_type"):
-        message = f"must be a string (got {_show(got)})"
-    elif kind in ("int_type", "int_parsing", "int_from_float"):
-        message = f"must be an integer (got {_show(got)})"
-    else:  # a rule nobody wrote a sentence for yet: pydantic's words, without its codes
-        text = err["msg"]
-        message = f"{text[:1].lower()}{text[1:]} (got {_show(got)})"
+    message = error_message(err)
     return SpecProblem(_path(loc), message)
 
 

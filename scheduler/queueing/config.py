@@ -29,7 +29,7 @@ from pydantic_core import ErrorDetails, PydanticCustomError
 
 from scheduler.catalog import model_key
 from scheduler.placement.request import Pool
-from scheduler.spec import dns_name, vendor_name
+from scheduler.spec import dns_name, error_message, vendor_name
 
 DEFAULT_QUEUE = "default"
 # What people write for a vendor, by its software stack or product line.
@@ -257,25 +257,14 @@ def _path(loc: tuple[int | str, ...], data: Mapping[Any, Any]) -> str:
 
 def _problem(err: ErrorDetails, data: Mapping[Any, Any]) -> str:
     loc = tuple(err["loc"])
-    kind, got = err["type"], err.get("input")
+    kind = err["type"]
     where = _path(loc, data)
     if kind == "extra_forbidden":
         fields = _FIELDS["quota" if "quotas" in loc else "queue" if len(loc) > 1 else "top"]
         close = difflib.get_close_matches(str(loc[-1]), fields, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         return f"{where}: unknown field{hint}; allowed: {', '.join(fields)}"
-    if kind == "corral":
-        message = err["msg"]
-    elif kind == "missing":
-        message = "required"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        message = f"must be a mapping of fields (got {_show(got)})"
-    elif kind in ("list_type", "iterable_type"):
-        message = f"must be a list (got {_show(got)})"
-    else:
-        text = err["msg"]
-        message = f"{text[:1].lower()}{text[1:]} (got {_show(got)})"
-    return f"{where}: {message}"
+    return f"{where}: {error_message(err)}"
 
 
 def _cross_checks(queues: list[QueueSpec]) -> list[str]:
