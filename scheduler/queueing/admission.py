@@ -26,7 +26,7 @@ from scheduler.placement.speedup import RateBaseline
 from scheduler.queueing.config import QueueSet
 from scheduler.queueing.fairshare import fair_order
 from scheduler.queueing.preemption import choose_victims, lost_work
-from scheduler.queueing.quota import Ledger, demand_milli, held_milli, pool_capacity
+from scheduler.queueing.quota import Ledger, Usage, demand_milli, held_milli, pool_capacity
 from scheduler.queueing.reservation import choose_reservation, is_gang
 from scheduler.queueing.types import PassResult, PendingJob, Preemption, RunningJob
 
@@ -227,6 +227,7 @@ def schedule_pass(
     now: float = 0.0,
     *,
     baseline: RateBaseline | None = None,
+    usage: Usage | None = None,
 ) -> PassResult:
     """Decide one pass. `cluster` must already hold the running jobs' allocations; it comes
     back holding the placements in `result.placed` as well, and nothing else changed.
@@ -235,8 +236,9 @@ def schedule_pass(
 
     With a `baseline`, each job's declared rates are ranked relative to the typical job's
     (`RateBaseline.relative`: fast models go first to the jobs they speed up most); the pass
-    only reads it, and the caller observes each job once, when it is submitted."""
-    ledger = Ledger(queues, running)
+    only reads it, and the caller observes each job once, when it is submitted. `usage`, where
+    given, is what `running` holds per queue and pool, kept by the caller between passes."""
+    ledger = Ledger(queues, running, usage)
     capacity = pool_capacity(cluster)
     state = _Pass(
         running=running,

@@ -6,7 +6,7 @@ device of quota; quotas are written in whole devices.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from scheduler.placement.cluster import ANY_POOL, ClusterState
 from scheduler.placement.request import WHOLE, PlacementRequest, Pool
@@ -32,10 +32,21 @@ def pool_capacity(cluster: ClusterState) -> dict[Pool, int]:
     return {pool: milli for pool, milli in cluster.capacity.items() if milli > 0}
 
 
+Usage = Mapping[str, Mapping[Pool, int]]  # queue -> pool -> milli-devices held
+
+
 class Ledger:
-    def __init__(self, queues: QueueSet, running: Sequence[RunningJob] = ()) -> None:
+    def __init__(
+        self, queues: QueueSet, running: Sequence[RunningJob] = (), usage: Usage | None = None
+    ) -> None:
+        """Usage per queue and pool: from `usage` where the caller keeps it up to date (the
+        simulator, where summing every running job each pass was most of its time), else
+        summed from `running`."""
         self.queues = queues
         self.usage: dict[str, dict[Pool, int]] = {}
+        if usage is not None:
+            self.usage = {q: dict(pools) for q, pools in usage.items()}
+            return
         for job in running:
             self.add(job.queue, job.pool, held_milli(job))
 

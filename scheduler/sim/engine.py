@@ -46,6 +46,7 @@ from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing.admission import schedule_pass
 from scheduler.queueing.config import QueueSet
+from scheduler.queueing.quota import held_milli
 from scheduler.queueing.types import PendingJob, RunningJob
 
 REFERENCE: Pool = ("nvidia", "A100 80GB")
@@ -271,6 +272,7 @@ class Simulator:
         self.queues = queues or QueueSet.default()
         self.baseline: RateBaseline | None = RateBaseline() if relative_rates else None
         self.running_view: dict[str, RunningJob] = {}  # what `schedule_pass` is told runs
+        self.queue_usage: dict[str, dict[Pool, int]] = {}  # the same, summed per queue and pool
         self.preemptions = 0
         self.now = 0.0
         self._events: list[tuple[float, int, int, Any]] = []
@@ -377,7 +379,8 @@ class Simulator:
     def stop(self, job_id: str) -> None:
         """Give back what `job_id` holds (completion, failure or preemption)."""
         decision = self._allocations.pop(job_id)
-        self.running_view.pop(job_id, None)
+        if (view := self.running_view.pop(job_id, None)) is not None:
+            self._count_usage(view, -1)
         for a in decision.allocations:
             self.cluster.release(a)
             self._dirty_nodes.add(a.node_id)
@@ -389,6 +392,12 @@ class Simulator:
         if decision.pool in self.pool_allocated:
             self.pool_allocated[decision.pool] -= milli
         self.timeline.append((self.now, self.allocated_milli / self.capacity_milli))
+
+    def _count_usage(self, view: RunningJob, sign: int) -> None:
+        if view.pool == ANY_POOL:
+            return
+        per_pool = self.queue_usage.setdefault(view.queue, {})
+        per_pool[view.pool] = per_pool.get(view.pool, 0) + sign * held_milli(view)
 
     def start(self, job: SimJob, decision: PlacementDecision) -> None:
         """Record a placement the pass made (the cluster already holds it) and time its end."""
@@ -403,6 +412,7 @@ class Simulator:
             job.job_id, job.queue, job.priority, self.now, decision.pool, decision.allocations,
             round(milli / WHOLE),
         )  # fmt: skip
+        self._count_usage(self.running_view[job.job_id], +1)
         self.allocated_milli += milli
         if decision.pool in self.pool_allocated:
             self.pool_allocated[decision.pool] += milli
@@ -612,6 +622,7 @@ def admission_pass(sim: Simulator) -> None:
             sim.speed_of,
             sim.now,
             baseline=sim.baseline,
+            usage=sim.queue_usage,
         )
         started: set[str] = set()
         for job_id, decision in result.placed:
