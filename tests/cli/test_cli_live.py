@@ -103,7 +103,9 @@ def test_up_example_failing_job_exits_1(tmp_path: Path) -> None:
         "--example", str(spec), timeout=180,
     )  # fmt: skip
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "FAILED" in result.stdout and "[rank 0] bye" in result.stdout
+    # Whichever rank fails first gets its peer stopped, perhaps before the peer printed
+    # anything (a slow start under load): one rank's line is what is certain.
+    assert "FAILED" in result.stdout and ("[rank 0] bye" in result.stdout or "[rank 1] bye" in result.stdout)
 
 
 def test_up_foreground_then_sigterm_leaves_nothing(tmp_path: Path) -> None:
