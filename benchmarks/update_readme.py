@@ -99,6 +99,13 @@ def scale_section(r: dict[str, Any]) -> str:
             f"| {g['devices']:,} devices | {g['topology']} | {g['p50_ms']:.1f} ms | {g['p99_ms']:.1f} ms "
             f"| {g['placed']}/{g['repeats']} |"
         )
+    if sim := r.get("simulator"):
+        rows += [
+            "",
+            f"Simulator: {sim['jobs']:,} jobs on {sim['nodes']:,} nodes, every pass the control plane's "
+            f"(`{sim['pass']}`), in **{sim['wall_s'] / 60:.1f} min** "
+            f"({sim['placements_per_wall_s']:,.0f} placements/s of wall time).",
+        ]
     rows += [
         "",
         f"Peak memory {r['peak_rss_mib']:.0f} MiB. Command: `{r['command']}` on {r['machine']['nproc']} × "
