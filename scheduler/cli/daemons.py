@@ -41,19 +41,29 @@ def server(
         typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
     ] = None,
     policy: Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")] = DEFAULT_POLICY,
+    heartbeat_timeout: Annotated[
+        float, typer.Option(help="Seconds of silence on an agent stream before it is closed as dead.")
+    ] = 10.0,
+    node_grace: Annotated[
+        float,
+        typer.Option(help="Seconds a node may stay disconnected before its gangs are moved elsewhere."),
+    ] = 30.0,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
 
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    serve(listen, directory, load_server_config(queues, policy))
+    serve(listen, directory, load_server_config(queues, policy, heartbeat_timeout, node_grace))
 
 
-def load_server_config(queues: Path | None, policy: str) -> ServerConfig:
-    """Check the scheduling configuration before anything starts: a bad file stops the
-    server with the field named, instead of a control plane running with the wrong rules."""
+def load_server_config(
+    queues: Path | None, policy: str, heartbeat_timeout: float = 10.0, node_grace: float = 30.0
+) -> ServerConfig:
+    """Check the configuration before anything starts: a bad file or flag stops the server
+    with the field named, instead of a control plane running with the wrong rules."""
     from scheduler.queueing import QueueConfigError, QueueSet
+    from scheduler.reliability.liveness import LivenessConfig
     from scheduler.server.main import ServerConfig
 
     if policy not in POLICIES:
@@ -64,7 +74,11 @@ def load_server_config(queues: Path | None, policy: str) -> ServerConfig:
         queue_set = QueueSet.load(queues) if queues else QueueSet.default()
     except QueueConfigError as e:
         raise CliError(str(e), ExitCode.BAD_INPUT) from e
-    return ServerConfig(queues=queue_set, policy=policy)
+    liveness = LivenessConfig(heartbeat_timeout_s=heartbeat_timeout, grace_s=node_grace)
+    # The control plane asks agents for telemetry every second: the floor for the timeout.
+    if problems := liveness.problems(telemetry_interval_s=1.0):
+        raise CliError("--heartbeat-timeout / --node-grace: " + "; ".join(problems), ExitCode.BAD_INPUT)
+    return ServerConfig(queues=queue_set, policy=policy, liveness=liveness)
 
 
 def parse_labels(labels: list[str]) -> dict[str, str]:

@@ -23,6 +23,7 @@ class AgentReports:
     def attached(self, reg: agent_pb2.Register, session: AgentSession) -> NodeRuntime:
         cp = self.cp
         rt = cp.nodes.register(reg, session, cp.clock())
+        cp.node_back(reg.node_name)
         cp.record_event(
             "node",
             f"node {reg.node_name} connected ({reg.backend}, {len(reg.devices)} devices, "

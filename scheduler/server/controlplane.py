@@ -31,6 +31,7 @@ from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing import Preemption, QueueSet, queue_usage, schedule_pass
 from scheduler.queueing.usage import QueueUsage
+from scheduler.reliability.liveness import LivenessConfig, LivenessKind, NodeLiveness, liveness_actions
 from scheduler.server.events import EventBus
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
@@ -65,6 +66,7 @@ class ControlPlane:
         queues: QueueSet | None = None,
         policy: str = DEFAULT_POLICY,
         catalog: DeviceCatalog | None = None,
+        liveness: LivenessConfig | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
@@ -89,6 +91,8 @@ class ControlPlane:
         # Per-model mean of the rates jobs declare, so a model ranks first only for jobs that
         # gain more there than the typical job (Gavel); the simulator keeps one the same way.
         self.rate_baseline = RateBaseline()
+        self.liveness = liveness or LivenessConfig()
+        self._lost_nodes: set[str] = set()  # declared lost since they went away
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -126,9 +130,51 @@ class ControlPlane:
                 await asyncio.wait_for(self._kick.wait(), timeout=1.0)
             self._kick.clear()
             try:
+                self.check_liveness()
                 self.schedule()
             except Exception:  # one bad tick must not stop scheduling for good
                 log.exception("scheduling pass failed")
+
+    # --- liveness ----------------------------------------------------------------------
+
+    def check_liveness(self) -> None:
+        """Close streams that went silent; move the gangs off nodes gone past their grace."""
+        busy = {
+            w.node_name
+            for job, attempt, w in self.workers.values()
+            if w.phase.holds_devices and not attempt.outcome and not job.state.terminal
+        }
+        view = [
+            NodeLiveness(
+                name=rt.record.name,
+                connected=rt.session is not None,
+                last_heard=rt.last_seen if rt.session is not None else rt.record.last_seen,
+                holds_work=rt.record.name in busy,
+                lost_declared=rt.record.name in self._lost_nodes,
+            )
+            for rt in self.nodes
+        ]
+        for action in liveness_actions(view, self.clock(), self.liveness):
+            rt = self.node(action.node)
+            self.record_event(
+                "node", action.reason, node_name=action.node, data={"silent_s": action.silent_s}
+            )
+            if action.kind is LivenessKind.CLOSE_STREAM and rt.session is not None:
+                rt.session.close()  # the stream's end marks the node disconnected
+            elif action.kind is LivenessKind.NODE_LOST:
+                self._lost_nodes.add(action.node)
+                self._move_gangs_off(action.node, action.reason)
+
+    def _move_gangs_off(self, node_name: str, why: str) -> None:
+        for job in list(self.jobs.values()):
+            attempt = job.current_attempt
+            if job.state.terminal or attempt is None or attempt.outcome:
+                continue
+            if any(w.node_name == node_name and w.phase.holds_devices for w in attempt.workers):
+                self.requeue(job, attempt, why)
+
+    def node_back(self, name: str) -> None:
+        self._lost_nodes.discard(name)
 
     # --- events ------------------------------------------------------------------------
 

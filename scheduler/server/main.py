@@ -16,6 +16,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from scheduler.placement.policies import DEFAULT_POLICY
 from scheduler.queueing import QueueSet
+from scheduler.reliability.liveness import LivenessConfig
 from scheduler.server.agent_service import AgentServicer
 from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServicer
 from scheduler.server.controlplane import ControlPlane
@@ -53,6 +54,7 @@ def _server_credentials() -> grpc.ServerCredentials | None:
 class ServerConfig:
     queues: QueueSet = field(default_factory=QueueSet.default)
     policy: str = DEFAULT_POLICY
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
 
 
 async def run_server(
@@ -61,7 +63,7 @@ async def run_server(
     config = config or ServerConfig()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(data_dir)
-    cp = ControlPlane(store, data_dir, queues=config.queues, policy=config.policy)
+    cp = ControlPlane(store, data_dir, queues=config.queues, policy=config.policy, liveness=config.liveness)
     cp.load()
     tune_gc()
     server = grpc.aio.server(
