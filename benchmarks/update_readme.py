@@ -145,6 +145,39 @@ def sim_openb_section(r: dict[str, Any]) -> str:
     )
 
 
+def ettr_section(r: dict[str, Any]) -> str:
+    j, g = r["job"], r["goals"]
+    rows = [
+        "| checkpoint cost C | fixed 30 min | bound 1 − √(2C/M) − R/M | `auto` | `auto` − bound "
+        "| `auto` + warnings | − bound |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for c, v in r["by_cost"].items():
+        rows.append(
+            f"| {c} s | {v['fixed_30min']:.2%} | {v['bound']:.2%} | **{v['auto']:.2%}** "
+            f"| {100 * (v['auto'] - v['bound']):+.2f} pt | **{v['auto_proactive']:.2%}** "
+            f"| {100 * (v['auto_proactive'] - v['bound']):+.2f} pt |"
+        )
+    verdict = " ".join(
+        f"{text}: {'met' if g[key] else 'not met'}."
+        for key, text in (
+            ("auto_within_half_point", "`auto` within 0.5 points of the bound at every C"),
+            ("proactive_above_bound", "`auto` + warnings above the bound"),
+            ("at_least_97_at_lowest_cost", f"≥ 97% at C = {g['lowest_cost']} s"),
+        )
+    )
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"{j['devices']:,} devices, M = {j['job_mtbf_h']:.2f} h, "
+            f"R = {j['mean_downtime_per_failure_s']:.0f} s down per failure (restart + detection), "
+            f"mean of {len(r['seeds'])} seeds. {verdict} "
+            f"Command: `{r['command']}`, {r['finished_at'][:10]}.",
+        ]
+    )
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
@@ -157,6 +190,7 @@ SECTIONS: dict[str, Callable[[Any], str]] = {
     "scale": scale_section,
     "hetero": hetero_section,
     "sim_openb": sim_openb_section,
+    "ettr": ettr_section,
 }
 LOADERS: dict[str, Callable[[], Any]] = {
     "openb": _openb_reports,
