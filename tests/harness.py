@@ -188,6 +188,13 @@ class Api:
         self.channel.close()
 
 
+def submit(server: Server, spec: Path) -> str:
+    """`corral submit` through the real CLI; the new job's id."""
+    result = cli(server.address, "submit", str(spec), "--output", "json")
+    assert result.returncode == 0, result.stdout + result.stderr
+    return str(json.loads(result.stdout)["id"])
+
+
 def write_spec(path: Path, **fields: Any) -> Path:
     import yaml
 

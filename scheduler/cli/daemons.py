@@ -18,6 +18,14 @@ if TYPE_CHECKING:
 DATA_DIR_ENV = "CORRAL_DATA_DIR"
 
 
+# Shared by `corral server` and `corral up`, which passes them on to the server it starts.
+QueuesOpt = Annotated[
+    Path | None,
+    typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
+]
+PolicyOpt = Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")]
+
+
 def default_data_dir() -> Path:
     """$CORRAL_DATA_DIR, else $XDG_DATA_HOME/corral, else ~/.local/share/corral."""
     if env := os.environ.get(DATA_DIR_ENV):
@@ -36,11 +44,8 @@ def server(
             help=f"Store and logs (default: ${DATA_DIR_ENV} or ~/.local/share/corral).", file_okay=False
         ),
     ] = None,
-    queues: Annotated[
-        Path | None,
-        typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
-    ] = None,
-    policy: Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")] = DEFAULT_POLICY,
+    queues: QueuesOpt = None,
+    policy: PolicyOpt = DEFAULT_POLICY,
     heartbeat_timeout: Annotated[
         float, typer.Option(help="Seconds of silence on an agent stream before it is closed as dead.")
     ] = 10.0,

@@ -16,9 +16,9 @@ import typer
 from rich.markup import escape
 
 from scheduler.cli.common import Output, console
-from scheduler.cli.daemons import load_server_config
+from scheduler.cli.daemons import PolicyOpt, QueuesOpt, load_server_config
 from scheduler.cli.errors import CliError, ExitCode
-from scheduler.placement.policies import DEFAULT_POLICY, POLICIES
+from scheduler.placement.policies import DEFAULT_POLICY
 
 if TYPE_CHECKING:
     from scheduler.cli.client import Client
@@ -286,11 +286,8 @@ def up(
             dir_okay=False,
         ),
     ] = None,
-    queues: Annotated[
-        Path | None,
-        typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
-    ] = None,
-    policy: Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")] = DEFAULT_POLICY,
+    queues: QueuesOpt = None,
+    policy: PolicyOpt = DEFAULT_POLICY,
 ) -> None:
     """Start a whole cluster on this machine: control plane, store and local agents.
 

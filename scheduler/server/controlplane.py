@@ -93,6 +93,7 @@ class ControlPlane:
         self.rate_baseline = RateBaseline()
         self.liveness = liveness or LivenessConfig()
         self._lost_nodes: set[str] = set()  # declared lost since they went away
+        self._liveness_checked_at = 0.0
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
 
@@ -130,7 +131,11 @@ class ControlPlane:
                 await asyncio.wait_for(self._kick.wait(), timeout=1.0)
             self._kick.clear()
             try:
-                self.check_liveness()
+                # Every wake-up schedules, but kicks come with every worker report: liveness
+                # walks all nodes and workers, and once a second is all its timeouts need.
+                if (now := self.clock()) - self._liveness_checked_at >= 1.0:
+                    self._liveness_checked_at = now
+                    self.check_liveness()
                 self.schedule()
             except Exception:  # one bad tick must not stop scheduling for good
                 log.exception("scheduling pass failed")

@@ -9,7 +9,7 @@ import grpc
 import pytest
 from cli_fakes import NOW, make_node, ts
 from corral.v1 import cluster_pb2, common_pb2, job_pb2
-from rich.console import Console
+from rich_text import text_of
 
 from agents.faults import parse_fault
 from scheduler.cli import render, render_nodes
@@ -17,14 +17,6 @@ from scheduler.cli.client import error_from_rpc, exit_code_for
 from scheduler.cli.errors import ExitCode
 from scheduler.cli.jobs import LogWriter, _parse_states
 from scheduler.cli.up import _plan_agents, dial_address, split_listen
-
-
-def text_of(renderable: Any) -> str:
-    console = Console(file=io.StringIO(), width=220, color_system=None)
-    console.print(renderable)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from typing import Any
 import grpc
 import pytest
 from corral.v1 import cluster_pb2, cluster_pb2_grpc
-from rich.console import Console
+from rich_text import text_of
 from typer.testing import CliRunner
 
 from scheduler.cli import render_queues
@@ -20,14 +19,6 @@ from scheduler.cli.common import message_dict, print_json
 from scheduler.cli.errors import ExitCode
 from scheduler.cli.main import app
 from scheduler.cli.render_queues import format_devices, pool_label, queues_view
-
-
-def text_of(renderable: Any) -> str:
-    console = Console(file=io.StringIO(), width=220, color_system=None)
-    console.print(renderable)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert isinstance(out, str)
-    return out
 
 
 def pool(vendor: str, model: str = "", **fields: Any) -> Any:

@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.harness import REPO, Api, Server, cli, write_spec
-
-
-def submit(server: Server, spec: Path) -> str:
-    result = cli(server.address, "submit", str(spec), "--output", "json")
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["id"])
+from tests.harness import REPO, Api, Server, cli, submit, write_spec
 
 
 def test_training_fails_once_then_resumes_from_its_checkpoint(

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tests.harness import Api, Server, cli, wait_for, write_spec
+from tests.harness import Api, Server, cli, submit, wait_for, write_spec
 
 PY = sys.executable
 ENV_DUMP = (
@@ -17,12 +17,6 @@ ENV_DUMP = (
     "'ASCEND_RT_VISIBLE_DEVICES', 'GREETING']; "
     "print('ENV ' + json.dumps({k: os.environ.get(k) for k in keys}))"
 )
-
-
-def submit(server: Server, spec_path: Path) -> str:
-    result = cli(server.address, "submit", str(spec_path), "--output", "json")
-    assert result.returncode == 0, result.stderr
-    return str(json.loads(result.stdout)["id"])
 
 
 def env_lines(text: str) -> list[dict[str, Any]]:

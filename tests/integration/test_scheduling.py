@@ -7,7 +7,6 @@ room frees up; an unknown queue is refused at submit.
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness import Api, Server, cli, cli_json, wait_for, write_spec
+from tests.harness import Api, Server, cli, cli_json, submit, wait_for, write_spec
 
 PY = sys.executable
 SLEEPER = "import signal, sys, time; signal.signal(signal.SIGTERM, lambda *a: sys.exit(0)); time.sleep(600)"
@@ -28,12 +27,6 @@ def quota_server(tmp_path: Path) -> Iterator[Server]:
     srv = Server(tmp_path / "server", "127.0.0.1:0", "--queues", str(queues))
     yield srv
     srv.stop()
-
-
-def submit(server: Server, path: Path) -> str:
-    result = cli(server.address, "submit", str(path), "--output", "json")
-    assert result.returncode == 0, result.stdout + result.stderr
-    return str(json.loads(result.stdout)["id"])
 
 
 def sleeper(tmp_path: Path, name: str, **fields: Any) -> Path:
