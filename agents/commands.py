@@ -66,7 +66,8 @@ class CommandHandler:
         return True, f"workload {stop.workload_id} is not running here; nothing to stop"
 
     async def _checkpoint(self, message: agent_pb2.ControlMessage) -> Outcome:
-        return self.executor.request_checkpoint(message.checkpoint.workload_id)
+        req = message.checkpoint
+        return self.executor.request_checkpoint(req.workload_id, reason=req.reason, request_id=req.request_id)
 
     async def _set_power_limit(self, message: agent_pb2.ControlMessage) -> Outcome:
         req = message.set_power_limit

@@ -3,6 +3,11 @@
 Every change of a workload's phase is put on `updates` for the stream client to send as a
 reliable message. Finished workloads are kept until the control plane acknowledges their
 exit, so a re-register after a lost stream still reports them.
+
+Each worker also gets a local channel (agents/channel.py): its progress lines update
+`progress_step` (pushed on `updates` at most once a second), its checkpoint reports go on
+`checkpoints`. The channel is drained one last time before the exit is queued, so a final
+checkpoint reaches the control plane before the exit it precedes.
 """
 
 from __future__ import annotations
@@ -20,12 +25,15 @@ from pathlib import Path
 from corral.v1 import agent_pb2, common_pb2
 
 from agents import procgroup
+from agents.channel import Progress, WorkerChannel
 from agents.timeutil import timestamp
 from agents.workload_spec import refusal, worker_environment
 
 log = logging.getLogger("corral.agent.executor")
 
 DEFAULT_GRACE_S = 10.0
+CHANNEL_POLL_S = 0.25
+PROGRESS_PUSH_S = 1.0
 
 Phase = common_pb2.WorkloadPhase
 
@@ -42,6 +50,10 @@ class _Workload:
     escalated: bool = False
     killer: asyncio.Task[None] | None = None
     waiter: asyncio.Task[None] | None = None
+    channel: WorkerChannel | None = None
+    watcher: asyncio.Task[None] | None = None
+    progress_pushed_at: float = -math.inf
+    progress_dirty: bool = False
 
     @property
     def running(self) -> bool:
@@ -78,6 +90,7 @@ class Executor:
         self.visibility_env = visibility_env
         self.device_count = device_count
         self.updates: asyncio.Queue[common_pb2.WorkloadStatus] = asyncio.Queue()
+        self.checkpoints: asyncio.Queue[agent_pb2.CheckpointReport] = asyncio.Queue()
         self.draining: str | None = None
         self._on_busy = on_busy
         self._base_env = dict(os.environ if base_env is None else base_env)
@@ -89,6 +102,9 @@ class Executor:
 
     def log_path(self, spec: agent_pb2.StartWorkload) -> Path:
         return self.data_dir / "logs" / spec.job_id / str(spec.attempt) / f"rank-{spec.rank}.log"
+
+    def control_dir(self, workload_id: str) -> Path:
+        return self.data_dir / "control" / workload_id
 
     def log_paths(self) -> dict[str, Path]:
         return {wid: w.log_path for wid, w in self._workloads.items()}
@@ -109,6 +125,8 @@ class Executor:
         if w is not None and not w.running:
             del self._workloads[workload_id]
             self._retired.add(workload_id)
+            if w.channel is not None:
+                w.channel.remove()
 
     async def wait(self, workload_id: str) -> common_pb2.WorkloadStatus:
         w = self._workloads[workload_id]
@@ -165,8 +183,15 @@ class Executor:
             if spec.checkpoint_dir
             else (self.data_dir / "checkpoints" / spec.job_id)
         )
+        channel = WorkerChannel(
+            spec.workload_id,
+            self.control_dir(spec.workload_id),
+            Path(spec.working_dir) if spec.working_dir else None,
+        )
+        w.channel = channel
         try:
             checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            channel.prepare()
             w.log_path.parent.mkdir(parents=True, exist_ok=True)
             log_file = open(w.log_path, "ab")  # noqa: SIM115 - the child owns it once spawned
         except OSError as e:
@@ -183,6 +208,7 @@ class Executor:
                     base_env=self._base_env,
                     visibility_env=self.visibility_env,
                     checkpoint_dir=checkpoint_dir,
+                    control_dir=channel.directory,
                 ),
                 start_new_session=True,
             )
@@ -197,14 +223,67 @@ class Executor:
         w.status.at.CopyFrom(timestamp())
         self.updates.put_nowait(_copy(w.status))
         self._update_busy()
+        w.watcher = asyncio.create_task(self._watch(w), name=f"channel {spec.workload_id}")
         w.waiter = asyncio.create_task(self._reap(w), name=f"reap {spec.workload_id}")
         return None
+
+    # -- the local channel ---------------------------------------------------------------
+
+    async def _watch(self, w: _Workload) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHANNEL_POLL_S)
+            self._drain_channel(w)
+            # Reliable messages cost the control plane a store write each: progress is
+            # coalesced to one status a second, the latest step winning.
+            now = loop.time()
+            if w.progress_dirty and w.running and now - w.progress_pushed_at >= PROGRESS_PUSH_S:
+                w.progress_pushed_at = now
+                w.progress_dirty = False
+                self.updates.put_nowait(_copy(w.status))
+
+    def _drain_channel(self, w: _Workload, *, final: bool = False) -> None:
+        # A bug here must neither stop the polling for good nor keep an exit from being reported.
+        try:
+            self._relay(w, final=final)
+        except Exception:
+            log.exception("workload %s: relaying its channel failed", w.spec.workload_id)
+
+    def _relay(self, w: _Workload, *, final: bool) -> None:
+        if w.channel is None:
+            return
+        for event in w.channel.read(final=final):
+            if isinstance(event, Progress):
+                if event.step != w.status.progress_step:
+                    w.status.progress_step = event.step
+                    w.progress_dirty = True
+                continue
+            self.checkpoints.put_nowait(event)
+            if event.complete:
+                w.status.checkpoint_step = event.step
+                w.status.checkpoint_path = event.path
+                w.progress_dirty = True
+            log.info(
+                "workload %s: %s checkpoint of step %d at %s (%d bytes, %.3g s%s)",
+                w.spec.workload_id,
+                event.trigger or "unlabelled",
+                event.step,
+                event.path,
+                event.size_bytes,
+                event.duration_s,
+                "" if event.complete else ", INCOMPLETE",
+            )
 
     # -- exit ----------------------------------------------------------------------------
 
     async def _reap(self, w: _Workload) -> None:
         assert w.process is not None
         returncode = await w.process.wait()
+        if w.watcher is not None:
+            w.watcher.cancel()
+        # The worker wrote its last lines before exiting: relay them ahead of the exit, and
+        # let the exit status carry the final progress_step instead of a separate push.
+        self._drain_channel(w, final=True)
         # The group ends with its leader: leftovers would hold the devices of the next job.
         if procgroup.signal_group(w.process.pid, signal.SIGKILL):
             log.info("workload %s: killed processes left in its group", w.spec.workload_id)
@@ -273,18 +352,27 @@ class Executor:
         log.warning("workload %s ignored SIGTERM for %g s: SIGKILL", w.spec.workload_id, w.grace_s)
         procgroup.signal_group(w.process.pid, signal.SIGKILL)
 
-    def request_checkpoint(self, workload_id: str) -> tuple[bool, str]:
-        """SIGUSR1 to the group members that handle it (the checkpoint SDK installs a handler)."""
+    def request_checkpoint(self, workload_id: str, reason: str = "", request_id: int = 0) -> tuple[bool, str]:
+        """Write the request to the worker's channel, then SIGUSR1 the group members that handle it.
+
+        ok means the request is in the channel: the SDK reads it at its next poll even with
+        no signal. Processes without a SIGUSR1 handler are never signalled (it would kill them).
+        """
         w = self._workloads.get(workload_id)
-        if w is None or not w.running or w.process is None:
+        if w is None or not w.running or w.process is None or w.channel is None:
             return False, f"workload {workload_id} is not running here"
+        try:
+            w.channel.write_request(request_id, reason)
+        except OSError as e:
+            return False, f"cannot write the checkpoint request for {workload_id}: {e}"
         sent, members = procgroup.signal_handlers_in_group(w.process.pid, signal.SIGUSR1)
+        text = f"checkpoint request {request_id} written for {workload_id}; "
         if not sent:
-            return False, (
-                f"no process of workload {workload_id} handles SIGUSR1 (of {members});"
-                " not signalled, as SIGUSR1 would kill it"
+            return True, text + (
+                f"no process handles SIGUSR1 (of {members}), none signalled as it would kill them;"
+                " the SDK sees the request when it next polls"
             )
-        return True, f"SIGUSR1 sent to {sent} of {members} process(es)"
+        return True, text + f"SIGUSR1 sent to {sent} of {members} process(es)"
 
     def kill_all(self) -> None:
         """SIGKILL every running group now: for an operator who will not wait for the grace."""

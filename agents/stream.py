@@ -111,6 +111,9 @@ class StreamClient:
             self._pumping = True
             try:
                 if status.phase in _FINISHED:
+                    # The executor queued the worker's last checkpoints before its exit; they
+                    # go first, so the control plane knows what to resume from when it sees it.
+                    self._send_checkpoints()
                     await self.shipper.flush(status.workload_id)
                     self.send_reliable(
                         functools.partial(self._exit_acked, status.workload_id), workload=status
@@ -120,6 +123,17 @@ class StreamClient:
             finally:
                 self._pumping = False
 
+    def _send_checkpoints(self) -> None:
+        while not self.executor.checkpoints.empty():
+            self.send_reliable(checkpoint=self.executor.checkpoints.get_nowait())
+
+    async def _pump_checkpoints(self) -> None:
+        """Checkpoint reports from the workers' channels → reliable messages."""
+        while True:
+            report = await self.executor.checkpoints.get()
+            self.send_reliable(checkpoint=report)
+            self._send_checkpoints()
+
     def _exit_acked(self, workload_id: str) -> None:
         self.executor.acknowledge_exit(workload_id)
         self.shipper.forget(workload_id)
@@ -128,7 +142,8 @@ class StreamClient:
         """Wait until every status is reported and acknowledged; False on timeout."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.executor.updates.empty() and not self._pumping and not len(self.outbox):
+            idle = self.executor.updates.empty() and self.executor.checkpoints.empty() and not self._pumping
+            if idle and not len(self.outbox):
                 return True
             await asyncio.sleep(0.05)
         return False
@@ -147,7 +162,10 @@ class StreamClient:
                 log.warning("health event after shutdown dropped: %s", event.message)
 
         self.backend.set_health_listener(from_any_thread)
-        pump = asyncio.create_task(self._pump_workload_updates(), name="workload updates")
+        pumps = [
+            asyncio.create_task(self._pump_workload_updates(), name="workload updates"),
+            asyncio.create_task(self._pump_checkpoints(), name="checkpoint reports"),
+        ]
         try:
             while not stop.is_set():
                 retrying = AsyncRetrying(
@@ -162,9 +180,9 @@ class StreamClient:
                         with attempt:
                             await self._attempt()
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            for pump in pumps:
+                pump.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
             self.backend.set_health_listener(None)
 
     async def _attempt(self) -> None:

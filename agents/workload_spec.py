@@ -5,6 +5,7 @@ Pure functions, kept apart from process handling so the rules read (and test) on
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -12,6 +13,9 @@ from pathlib import Path
 from corral.v1 import agent_pb2
 
 _SAFE_COMPONENT = re.compile(r"^[A-Za-z0-9_.@:+-]+$")
+_PER_WORKLOAD = frozenset(
+    {"CORRAL_CONTROL_DIR", "CORRAL_RESUME_PATH", "CORRAL_RESUME_STEP", "CORRAL_CHECKPOINT_INTERVAL_S"}
+)
 
 
 def refusal(spec: agent_pb2.StartWorkload, *, draining: str | None, device_count: int | None) -> str | None:
@@ -39,9 +43,14 @@ def worker_environment(
     base_env: Mapping[str, str],
     visibility_env: str,
     checkpoint_dir: Path,
+    control_dir: Path | None = None,
 ) -> dict[str, str]:
-    """The agent's environment, then the job's, then the platform's: the platform wins."""
-    env = dict(base_env)
+    """The agent's environment, then the job's, then the platform's: the platform wins.
+
+    The checkpoint variables are set only when they apply; an agent that itself runs with
+    them set (under another Corral, say) must not hand its own to its workers.
+    """
+    env = {k: v for k, v in base_env.items() if k not in _PER_WORKLOAD}
     env.update(spec.env)
     env.update(
         {
@@ -58,4 +67,11 @@ def worker_environment(
             "CORRAL_CHECKPOINT_DIR": str(checkpoint_dir),
         }
     )
+    if control_dir is not None:
+        env["CORRAL_CONTROL_DIR"] = str(control_dir)
+    if spec.resume_path:
+        env["CORRAL_RESUME_PATH"] = spec.resume_path
+        env["CORRAL_RESUME_STEP"] = str(spec.resume_step)
+    if spec.checkpoint_interval_s > 0 and math.isfinite(spec.checkpoint_interval_s):
+        env["CORRAL_CHECKPOINT_INTERVAL_S"] = repr(spec.checkpoint_interval_s)
     return env

@@ -1,6 +1,7 @@
 """Rewrite the README's figures from the latest benchmark reports, so they never drift.
 
-    python benchmarks/update_readme.py
+    python benchmarks/update_readme.py            # every section
+    python benchmarks/update_readme.py recovery   # only the named ones
 
 Each benchmark writes benchmarks/results/<name>.json; this fills the README section between
 `<!-- <name>:begin -->` and `<!-- <name>:end -->` from it, with the command that produced it.
@@ -178,6 +179,46 @@ def ettr_section(r: dict[str, Any]) -> str:
     )
 
 
+def recovery_section(r: dict[str, Any]) -> str:
+    def sec(x: float | None) -> str:
+        return f"{x:.2f} s" if x is not None else "-"
+
+    rows = [
+        "| fault | recovered | injection → all workers running p50 / p99 | detection p50 / p99 "
+        "| control plane p50 / p99 | workers start p50 |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for kind, s in [*r["by_kind"].items(), ("**all**", r)]:
+        if s["injected"]:
+            rows.append(
+                f"| {kind} | {s['recovered']}/{s['injected']} "
+                f"| {sec(s['inject_to_running_p50_s'])} / {sec(s['inject_to_running_p99_s'])} "
+                f"| {sec(s['detect_p50_s'])} / {sec(s['detect_p99_s'])} "
+                f"| {sec(s['control_plane_p50_s'])} / **{sec(s['control_plane_p99_s'])}** "
+                f"| {sec(s['start_p50_s'])} |"
+            )
+    g, st = r["goals"], r["settings"]
+    agents = r["dead_agent_detect_s"] + r["hung_agent_detect_s"]
+
+    def met(v: bool | None) -> str:
+        return "not measured" if v is None else "met" if v else "not met"
+
+    flags = " ".join(st["server_flags"]) or "none"
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"{st['nodes']} simulated 8-device nodes, a {st['workers']}-worker gang; heartbeat timeout "
+            f"{r['heartbeat_timeout_s']:g} s, node grace {r['node_grace_s']:g} s, other server flags: "
+            f"`{flags}`. Control plane's share p99 ≤ {g['control_plane_p99_goal_s']:g} s: "
+            f"{met(g['control_plane_p99_met'])}. Dead or hung agent detected ≤ timeout + 1 s: "
+            f"{met(g['agent_detect_met'])}"
+            + (f" (worst {max(agents):.2f} s)" if agents else "")
+            + f". Command: `{r['command']}`, {r['finished_at'][:10]}.",
+        ]
+    )
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
@@ -191,6 +232,7 @@ SECTIONS: dict[str, Callable[[Any], str]] = {
     "hetero": hetero_section,
     "sim_openb": sim_openb_section,
     "ettr": ettr_section,
+    "recovery": recovery_section,
 }
 LOADERS: dict[str, Callable[[], Any]] = {
     "openb": _openb_reports,
@@ -198,10 +240,15 @@ LOADERS: dict[str, Callable[[], Any]] = {
 }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    names = sys.argv[1:] if argv is None else argv
+    if unknown := [n for n in names if n not in SECTIONS]:
+        print(f"unknown sections {unknown}; known: {', '.join(SECTIONS)}", file=sys.stderr)
+        return 2
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for name, render in SECTIONS.items():
+    chosen = {n: r for n, r in SECTIONS.items() if not names or n in names}
+    for name, render in chosen.items():
         loader = LOADERS.get(name)
         report = loader() if loader else json.loads((RESULTS / f"{name}.json").read_text())
         pattern = re.compile(rf"(<!-- {name}:begin -->\n).*?(<!-- {name}:end -->)", re.S)
@@ -211,7 +258,7 @@ def main() -> int:
         section: str = render(report)
         text = pattern.sub(lambda mt: mt.group(1) + section + "\n" + mt.group(2), text)  # noqa: B023 (used at once)
     readme.write_text(text)
-    print("README.md figures updated:", ", ".join(SECTIONS))
+    print("README.md figures updated:", ", ".join(chosen))
     return 0
 
 

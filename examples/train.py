@@ -15,6 +15,15 @@ SIGTERM (what `corral cancel` / a reschedule sends) saves a checkpoint after the
 and exits 143. `--fail-at-step N` exits 1 before step N, once: only in attempt 1 when
 CORRAL_ATTEMPT is set, otherwise until a marker file in the checkpoint directory says it
 already failed -- for testing recovery.
+
+Under Corral it speaks the checkpoint SDK (agents/sdk.py, docs/checkpointing.md): it resumes
+from the checkpoint the control plane names ($CORRAL_RESUME_PATH) when that one is intact,
+reports progress every step, saves after the current step when the control plane asks
+(SIGUSR1 + the local channel), and reports every checkpoint with how long it blocked.
+Fault-injection flags for the platform's own tests: `--fail-always-at-step N` (exit 1 before
+step N in every attempt), `--hang-at-step N` (attempt 1 only: stop reporting and sleep
+forever before step N, like a rank stuck in a collective; SIGTERM does not end it, SIGKILL
+does), `--checkpoint-sleep S` (a slow checkpoint: S more seconds inside every write).
 """
 
 from __future__ import annotations
@@ -30,6 +39,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+try:
+    from agents import sdk
+except ImportError:  # run from a copy outside an installed Corral: use the repository's SDK
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from agents import sdk
 
 FEATURES = 8
 SAMPLES = 1000
@@ -91,8 +106,12 @@ def _digest(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
+def checkpoint_path(directory: Path, step: int) -> Path:
+    return directory / f"step-{step:08d}.json"
+
+
 def save_checkpoint(
-    directory: Path, step: int, weights: list[float], rng: random.Random, loss: float
+    directory: Path, step: int, weights: list[float], rng: random.Random, loss: float, delay_s: float = 0.0
 ) -> Path:
     version, internal, gauss_next = rng.getstate()
     payload: dict[str, Any] = {
@@ -103,12 +122,14 @@ def save_checkpoint(
         "loss": loss,
     }
     payload["sha256"] = _digest(payload)
-    path = directory / f"step-{step:08d}.json"
+    path = checkpoint_path(directory, step)
     tmp = directory / f".{path.name}.tmp-{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f)
         f.flush()
         os.fsync(f.fileno())
+    if delay_s > 0:
+        time.sleep(delay_s)  # --checkpoint-sleep: a kill here leaves only the temporary file
     os.replace(tmp, path)
     dir_fd = os.open(directory, os.O_RDONLY)
     try:
@@ -168,6 +189,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--checkpoint-every", type=int, default=20, help="steps between checkpoints")
     p.add_argument("--step-sleep", type=float, default=0.0, help="seconds to sleep per step")
     p.add_argument("--fail-at-step", type=int, default=0, help="exit 1 before this step, once")
+    p.add_argument(
+        "--fail-always-at-step", type=int, default=0, help="exit 1 before this step in every attempt"
+    )
+    p.add_argument(
+        "--hang-at-step",
+        type=int,
+        default=0,
+        help="attempt 1 only: stop reporting progress and sleep forever before this step",
+    )
+    p.add_argument(
+        "--checkpoint-sleep", type=float, default=0.0, help="extra seconds inside each checkpoint write"
+    )
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--lr", type=float, default=0.5)
     p.add_argument("--seed", type=int, default=0)
@@ -179,15 +212,33 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def resume_from(directory: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The checkpoint the control plane names if it is intact, else the newest intact one here."""
+    named = sdk.resume_path()
+    if named is not None:
+        payload = load_checkpoint(Path(named))
+        if payload is not None:
+            return Path(named), payload
+        print(f"skipping incomplete or corrupt checkpoint {named} (CORRAL_RESUME_PATH)", file=sys.stderr)
+    return latest_checkpoint(directory)
+
+
+def hang(step: int) -> None:
+    print(f"injected hang before step {step} (--hang-at-step)", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(3600)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    sdk.install()  # early, so a request during data loading is signalled rather than only filed
     directory = Path(args.checkpoint_dir or os.environ.get("CORRAL_CHECKPOINT_DIR") or "checkpoints")
     directory.mkdir(parents=True, exist_ok=True)
     data = make_dataset(args.seed)
     weights = [0.0] * (FEATURES + 1)
     rng = random.Random(args.seed + 1)
     step = 0
-    found = latest_checkpoint(directory)
+    found = resume_from(directory)
     if found is not None:
         path, state = found
         step, weights = int(state["step"]), [float(w) for w in state["weights"]]
@@ -207,16 +258,31 @@ def main(argv: list[str] | None = None) -> int:
         if should_fail(args.fail_at_step, step + 1, directory):
             print(f"injected failure before step {step + 1} (--fail-at-step)", file=sys.stderr, flush=True)
             return 1
+        if args.fail_always_at_step == step + 1:
+            print(
+                f"injected failure before step {step + 1} (--fail-always-at-step)",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        if args.hang_at_step == step + 1 and sdk.attempt() == 1:
+            hang(step + 1)
         sgd_step(weights, data, rng, args.lr)
         step += 1
+        sdk.report_progress(step)
         if args.step_sleep > 0:
             time.sleep(args.step_sleep)
         last = step == args.steps
         if step % args.log_every == 0 or last:
             loss, _ = evaluate(weights, data)
             print(f"step {step}/{args.steps} loss {loss:.4f}", flush=True)
-        if step % args.checkpoint_every == 0 or last or stopping:
-            save_checkpoint(directory, step, weights, rng, evaluate(weights, data)[0])
+        requested = sdk.checkpoint_requested()
+        if step % args.checkpoint_every == 0 or last or stopping or requested:
+            trigger = "signal" if stopping else "requested" if requested else "final" if last else "periodic"
+            with sdk.timed_checkpoint(step, checkpoint_path(directory, step), trigger=trigger):
+                save_checkpoint(
+                    directory, step, weights, rng, evaluate(weights, data)[0], delay_s=args.checkpoint_sleep
+                )
             prune(directory, args.keep)
         if stopping and not last:
             print(f"SIGTERM: checkpointed step {step}, exiting", flush=True)

@@ -18,6 +18,11 @@ class JobState(StrEnum):
     SUCCEEDED = "SUCCEEDED"
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
+    # Still running, asked to checkpoint before it is moved (drain, preemption, maintenance).
+    CHECKPOINTING = "CHECKPOINTING"
+    # An attempt failed and restarts remain: the gang is stopped, backoff runs, then it is
+    # placed again (hot spares first) without the hardware that failed.
+    RECOVERING = "RECOVERING"
 
     @property
     def terminal(self) -> bool:
@@ -33,12 +38,20 @@ class JobState(StrEnum):
 
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
-# PLACED/RUNNING -> PENDING is a requeue: a worker failed with restarts left, or the
-# node was drained. Terminal states have no way out.
+# -> PENDING is a requeue without spending a restart (drain, preemption, a lost node);
+# -> RECOVERING is a failure with restarts left. Terminal states have no way out.
+_S = JobState
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
-    JobState.PENDING: frozenset({JobState.PLACED, JobState.CANCELLED, JobState.FAILED}),
-    JobState.PLACED: frozenset({JobState.RUNNING, JobState.PENDING, JobState.FAILED, JobState.CANCELLED}),
-    JobState.RUNNING: frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.PENDING}),
+    _S.PENDING: frozenset({_S.PLACED, _S.CANCELLED, _S.FAILED}),
+    _S.PLACED: frozenset({_S.RUNNING, _S.PENDING, _S.FAILED, _S.CANCELLED, _S.RECOVERING}),
+    _S.RUNNING: frozenset(
+        {_S.SUCCEEDED, _S.FAILED, _S.CANCELLED, _S.PENDING, _S.RECOVERING, _S.CHECKPOINTING}
+    ),
+    # Workers may finish, fail or be moved while the checkpoint is being written.
+    _S.CHECKPOINTING: frozenset(
+        {_S.RUNNING, _S.PENDING, _S.RECOVERING, _S.SUCCEEDED, _S.FAILED, _S.CANCELLED}
+    ),
+    _S.RECOVERING: frozenset({_S.PLACED, _S.PENDING, _S.FAILED, _S.CANCELLED}),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),

@@ -6,7 +6,6 @@ import signal as signals
 from dataclasses import dataclass
 from enum import StrEnum
 
-from scheduler.jobstate import JobState
 from scheduler.model import AttemptRecord, WorkerPhase, WorkerRecord
 
 
@@ -20,6 +19,7 @@ class Verdict(StrEnum):
 class AttemptJudgement:
     verdict: Verdict
     reason: str = ""
+    worker: WorkerRecord | None = None  # the worker whose end decided a failure
 
 
 def describe_exit(worker: WorkerRecord) -> str:
@@ -41,23 +41,7 @@ def judge_attempt(attempt: AttemptRecord) -> AttemptJudgement:
     failed = [w for w in attempt.workers if not w.phase.holds_devices and not w.succeeded]
     if failed:
         first = min(failed, key=lambda w: (w.ended_at or 0.0, w.rank))
-        return AttemptJudgement(Verdict.FAILED, describe_exit(first))
+        return AttemptJudgement(Verdict.FAILED, describe_exit(first), first)
     if attempt.workers and all(w.succeeded for w in attempt.workers):
         return AttemptJudgement(Verdict.SUCCEEDED, "all workers exited 0")
     return AttemptJudgement(Verdict.IN_PROGRESS)
-
-
-@dataclass(frozen=True)
-class NextStep:
-    state: JobState
-    reason: str
-    counts_as_restart: bool
-
-
-def after_failed_attempt(failure: str, restarts: int, max_restarts: int) -> NextStep:
-    if restarts < max_restarts:
-        return NextStep(
-            JobState.PENDING, f"restarting ({restarts + 1}/{max_restarts}) after: {failure}", True
-        )
-    limit = f" (max_restarts {max_restarts} used)" if max_restarts else ""
-    return NextStep(JobState.FAILED, f"{failure}{limit}", False)

@@ -97,10 +97,36 @@ class AttemptRecord:
     master_addr: str = ""
     master_port: int = 0
     workers: list[WorkerRecord] = field(default_factory=list)
+    # Set when the attempt ends in a failure (fault-tolerance): what was seen and whose fault.
+    cause: str = ""
+    blame: str = ""  # "hardware", "job", "unknown"; "" when it did not fail
+    failed_at: float | None = None  # when the control plane learned of the failure
+    lost_s: float = 0.0  # wall time of work redone: failure minus the checkpoint resumed from
+    detect_s: float = 0.0  # failure observed by an agent -> the control plane's decision
+    restart_s: float = 0.0  # decision -> every worker of the next attempt running
+    # Where this attempt started from: the job's latest complete checkpoint when placed.
+    resumed_from_step: int = 0
+    resume_path: str = ""
 
     @property
     def all_exited(self) -> bool:
         return all(not w.phase.holds_devices for w in self.workers)
+
+
+@dataclass(frozen=True)
+class CheckpointRecord:
+    """A checkpoint a worker reported. Only `complete` ones are resumed from."""
+
+    job_id: str
+    attempt: int
+    rank: int
+    step: int
+    path: str
+    at: float
+    size_bytes: int = 0
+    duration_s: float = 0.0
+    complete: bool = False
+    trigger: str = ""
 
 
 @dataclass
@@ -116,7 +142,9 @@ class JobRecord:
     queue: str = "default"
     priority: int = 0
     restarts: int = 0
+    hardware_restarts: int = 0  # restarts after hardware-blamed failures: not the job's budget
     attempts: list[AttemptRecord] = field(default_factory=list)
+    lost_device_s: float = 0.0  # device-seconds lost to failures: redone work plus restarts
 
     @property
     def current_attempt(self) -> AttemptRecord | None:

@@ -29,7 +29,14 @@ YAML fields (defaults in brackets):
                        platform sets (RANK, MASTER_ADDR, CORRAL_*, *_VISIBLE_DEVICES ...) are refused
   checkpoint_dir       [none] absolute path
   working_dir          [none] absolute path (the CLI fills in the submitting directory)
-  max_restarts         [0] 0..100
+  max_restarts         [0] 0..100 restarts after failures the job is blamed for (or that nobody
+                       can blame yet); hardware failures do not spend them
+  checkpoint_interval  [none] "auto" (Young/Daly from the failure rate the cluster observes for
+                       this gang size and device model, and the job's measured checkpoint cost) or
+                       a duration: 90, "90s", "30m", "2h" (1 s..30 d): how often the control plane
+                       asks the job to checkpoint (SIGUSR1 + the SDK's channel)
+  hang_timeout         [none] a duration (10 s..7 d): no progress report (agents.sdk.report_progress)
+                       for this long after the first one is a hang, and the gang is restarted
 
 Proto mapping (`spec_to_proto` / `spec_from_proto`). proto3 scalars cannot tell "unset" from
 zero, so a zero or empty value in the message means "not given" and takes the YAML default:
@@ -42,6 +49,8 @@ zero, so a zero or empty value in the message means "not given" and takes the YA
   resources.cpu <-> cpu_milli, resources.memory <-> memory_bytes; both 0 -> no resources
   topology <-> topology {pack, required}: unset message or pack "" -> none
   devices_per_worker, priority, max_restarts: 0 is their default, so nothing is lost.
+  checkpoint_interval <-> checkpoint_interval_s (seconds) or checkpoint_interval_auto; hang_timeout
+    <-> hang_timeout_s; 0 / false: none
 Problems found only in a message (device_milli 1500; a share with devices_per_worker 2) are
 reported at the message's field paths (`device_milli`, `cpu_milli`, `memory_bytes`).
 Every valid spec survives spec_from_proto(spec_to_proto(spec)) == spec.
@@ -90,6 +99,8 @@ TOPOLOGY_PACKS: tuple[str, ...] = ("island", "node", "rack", "block", "none")
 _NAME_RE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 _ENV_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _MEMORY_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]i?B?|B)?\s*", re.IGNORECASE)
+_DURATION_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", re.IGNORECASE)
+_DURATION_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _CPU_RE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(m?)\s*")
 _UNIT_POWER = {"": 0, "K": 1, "M": 2, "G": 3, "T": 4, "P": 5}
 _UINT64_MAX = 2**64 - 1
@@ -160,6 +171,38 @@ def _integer(lo: int, hi: int) -> Callable[[object], int]:
         if value > hi:
             raise _fail(f"must be ≤ {hi} (got {value})")
         return value
+
+    return check
+
+
+def parse_duration(value: object) -> float:
+    """Seconds from `90`, `"90s"`, `"30m"`, `"2h"`, `"1d"`."""
+    if _is_number(value):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.fullmatch(value)):
+        seconds = float(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+    else:
+        raise _fail(f"must be a duration like 90, '90s', '30m' or '2h' (got {_show(value)})")
+    if not math.isfinite(seconds):
+        raise _fail(f"must be a finite duration (got {_show(value)})")
+    return seconds
+
+
+def _duration(lo: float, hi: float, *, auto: bool = False) -> Callable[[object], float | str | None]:
+    """A duration in [lo, hi] seconds; null, 0 or "none" mean none; `auto` also allows "auto"."""
+
+    def check(value: object) -> float | str | None:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("", "none")):
+            return None
+        if auto and isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        seconds = parse_duration(value)
+        if seconds == 0:
+            return None
+        if not lo <= seconds <= hi:
+            also = ' or "auto"' if auto else ""
+            raise _fail(f"must be between {lo:g} s and {hi / 86400:g} days{also} (got {_show(value)})")
+        return seconds
 
     return check
 
@@ -477,6 +520,11 @@ class JobSpec(BaseModel):
     checkpoint_dir: AbsPath = None
     working_dir: AbsPath = None
     max_restarts: Annotated[int, BeforeValidator(_integer(0, 100))] = 0
+    # seconds, "auto", or None
+    checkpoint_interval: Annotated[
+        float | str | None, BeforeValidator(_duration(1, 30 * 86400, auto=True))
+    ] = None
+    hang_timeout: Annotated[float | None, BeforeValidator(_duration(10, 7 * 86400))] = None
 
     @property
     def shares_a_device(self) -> bool:
@@ -701,6 +749,11 @@ def spec_to_proto(spec: JobSpec) -> Any:
         checkpoint_dir=spec.checkpoint_dir or "",
         max_restarts=spec.max_restarts,
         working_dir=spec.working_dir or "",
+        checkpoint_interval_auto=spec.checkpoint_interval == "auto",
+        checkpoint_interval_s=spec.checkpoint_interval
+        if isinstance(spec.checkpoint_interval, float)
+        else 0.0,
+        hang_timeout_s=spec.hang_timeout or 0.0,
     )
     if spec.accelerator is not None:
         acc = spec.accelerator
@@ -715,7 +768,12 @@ def spec_to_proto(spec: JobSpec) -> Any:
 
 
 # Where a problem found in the YAML-shaped data sits in the message, when the names differ.
-_PROTO_PATHS = {"resources.cpu": "cpu_milli", "resources.memory": "memory_bytes"}
+_PROTO_PATHS = {
+    "resources.cpu": "cpu_milli",
+    "resources.memory": "memory_bytes",
+    "checkpoint_interval": "checkpoint_interval_s",
+    "hang_timeout": "hang_timeout_s",
+}
 
 
 def _devices_from_proto(msg: Any, problems: list[SpecProblem]) -> object:
@@ -771,6 +829,18 @@ def spec_from_proto(msg: Any, source: str = "JobSpec message", *, local_launcher
         data["resources"] = {"cpu": f"{msg.cpu_milli}m", "memory": msg.memory_bytes}
     if msg.HasField("topology"):
         data["topology"] = {"pack": msg.topology.pack, "required": msg.topology.required}
+    if msg.checkpoint_interval_auto and msg.checkpoint_interval_s:
+        proto_problems.append(
+            SpecProblem(
+                "checkpoint_interval_s",
+                f"set either checkpoint_interval_s ({msg.checkpoint_interval_s:g}) or "
+                "checkpoint_interval_auto, not both",
+            )
+        )
+    elif msg.checkpoint_interval_auto or msg.checkpoint_interval_s:
+        data["checkpoint_interval"] = "auto" if msg.checkpoint_interval_auto else msg.checkpoint_interval_s
+    if msg.hang_timeout_s:
+        data["hang_timeout"] = msg.hang_timeout_s
     try:
         spec = parse_spec(data, source, local_launcher=local_launcher)
     except SpecError as exc:

@@ -53,22 +53,58 @@ def server(
         float,
         typer.Option(help="Seconds a node may stay disconnected before its gangs are moved elsewhere."),
     ] = 30.0,
+    hot_spares: Annotated[
+        int,
+        typer.Option(
+            help="Idle healthy nodes held back per device model for gangs recovering from a failure."
+        ),
+    ] = 0,
+    restart_backoff: Annotated[
+        float,
+        typer.Option(help="Seconds before a failed gang's first restart; doubles per failure in a row."),
+    ] = 1.0,
+    restart_backoff_max: Annotated[float, typer.Option(help="Cap on the restart backoff, seconds.")] = 60.0,
+    checkpoint_timeout: Annotated[
+        float,
+        typer.Option(help="Seconds a job asked to checkpoint before a move may take before it moves anyway."),
+    ] = 60.0,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
 
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    serve(listen, directory, load_server_config(queues, policy, heartbeat_timeout, node_grace))
+    config = load_server_config(
+        queues,
+        policy,
+        heartbeat_timeout,
+        node_grace,
+        hot_spares=hot_spares,
+        restart_backoff=restart_backoff,
+        restart_backoff_max=restart_backoff_max,
+        checkpoint_timeout=checkpoint_timeout,
+    )
+    serve(listen, directory, config)
 
 
 def load_server_config(
-    queues: Path | None, policy: str, heartbeat_timeout: float = 10.0, node_grace: float = 30.0
+    queues: Path | None,
+    policy: str,
+    heartbeat_timeout: float = 10.0,
+    node_grace: float = 30.0,
+    *,
+    hot_spares: int = 0,
+    restart_backoff: float = 1.0,
+    restart_backoff_max: float = 60.0,
+    checkpoint_timeout: float = 60.0,
 ) -> ServerConfig:
     """Check the configuration before anything starts: a bad file or flag stops the server
     with the field named, instead of a control plane running with the wrong rules."""
     from scheduler.queueing import QueueConfigError, QueueSet
     from scheduler.reliability.liveness import LivenessConfig
+    from scheduler.reliability.recovery import RecoveryPolicy
+    from scheduler.reliability.spares import SparePolicy
+    from scheduler.server.fault_tolerance import FaultToleranceConfig
     from scheduler.server.main import ServerConfig
 
     if policy not in POLICIES:
@@ -83,7 +119,26 @@ def load_server_config(
     # The control plane asks agents for telemetry every second: the floor for the timeout.
     if problems := liveness.problems(telemetry_interval_s=1.0):
         raise CliError("--heartbeat-timeout / --node-grace: " + "; ".join(problems), ExitCode.BAD_INPUT)
-    return ServerConfig(queues=queue_set, policy=policy, liveness=liveness)
+    if hot_spares < 0:
+        raise CliError(
+            f"--hot-spares: must be ≥ 0 nodes per device model (got {hot_spares})", ExitCode.BAD_INPUT
+        )
+    if restart_backoff < 0 or restart_backoff_max < restart_backoff:
+        raise CliError(
+            f"--restart-backoff {restart_backoff:g} / --restart-backoff-max {restart_backoff_max:g}: "
+            "need 0 ≤ backoff ≤ max",
+            ExitCode.BAD_INPUT,
+        )
+    if checkpoint_timeout <= 0:
+        raise CliError(
+            f"--checkpoint-timeout: must be > 0 s (got {checkpoint_timeout:g})", ExitCode.BAD_INPUT
+        )
+    fault_tolerance = FaultToleranceConfig(
+        recovery=RecoveryPolicy(backoff_initial_s=restart_backoff, backoff_max_s=restart_backoff_max),
+        spares=SparePolicy(per_model=hot_spares),
+        checkpoint_timeout_s=checkpoint_timeout,
+    )
+    return ServerConfig(queues=queue_set, policy=policy, liveness=liveness, fault_tolerance=fault_tolerance)
 
 
 def parse_labels(labels: list[str]) -> dict[str, str]:

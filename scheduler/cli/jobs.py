@@ -22,7 +22,16 @@ if TYPE_CHECKING:
 
     JobStateValue: TypeAlias = JobState.ValueType
 
-JOB_STATE_NAMES = ("pending", "placed", "running", "succeeded", "failed", "cancelled")
+JOB_STATE_NAMES = (
+    "pending",
+    "placed",
+    "running",
+    "checkpointing",
+    "recovering",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
 
 JobIdArg = Annotated[str, typer.Argument(help="Job id, as `corral jobs` shows it.", show_default=False)]
 
@@ -247,7 +256,10 @@ def list_jobs(
 
 
 def show_job(job_id: JobIdArg, server: ServerOpt = DEFAULT_SERVER, output: OutputOpt = Output.table) -> None:
-    """Show one job: spec, state and reason, and every attempt's workers."""
+    """Show one job: spec, state, attempts (workers, failure cause and blame), checkpoints.
+
+    A failed attempt shows the signal that ended it, whose fault it was, and the work lost.
+    """
     from corral.v1 import job_pb2
 
     from scheduler.cli.client import connect

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli import daemons, jobs, nodes, queues, sim, up
+from scheduler.cli import daemons, events, jobs, nodes, queues, sim, up
 from scheduler.cli.common import handle_errors
 from scheduler.cli.errors import EXIT_CODE_HELP
 
@@ -62,6 +62,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("server", daemons.server, "Cluster"),
     ("agent", daemons.agent, "Cluster"),
     ("status", nodes.status, "Cluster"),
+    ("events", events.list_events, "Cluster"),
     ("submit", jobs.submit, "Jobs"),
     ("jobs", jobs.list_jobs, "Jobs"),
     ("queues", queues.list_queues, "Jobs"),
@@ -73,6 +74,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("cordon", nodes.cordon, "Nodes"),
     ("uncordon", nodes.uncordon, "Nodes"),
     ("drain", nodes.drain, "Nodes"),
+    ("clear-health", nodes.clear_health, "Nodes"),
 ]
 for _name, _func, _panel in _COMMANDS:
     app.command(_name, rich_help_panel=_panel)(handle_errors(_func))

@@ -1,4 +1,4 @@
-"""Node and cluster commands: nodes, node, cordon, uncordon, drain, status."""
+"""Node and cluster commands: nodes, node, cordon, uncordon, drain, clear-health, status."""
 
 from __future__ import annotations
 
@@ -35,7 +35,10 @@ def list_nodes(server: ServerOpt = DEFAULT_SERVER, output: OutputOpt = Output.ta
 def show_node(
     name: NodeNameArg, server: ServerOpt = DEFAULT_SERVER, output: OutputOpt = Output.table
 ) -> None:
-    """Show one node and its devices with their latest telemetry."""
+    """Show one node: devices with their latest telemetry, health and its history.
+
+    A quarantined node also lists the hardware failures that condemned it.
+    """
     from corral.v1 import node_pb2
 
     from scheduler.cli.client import connect
@@ -91,6 +94,43 @@ def drain(
 ) -> None:
     """Cordon a node and move its jobs elsewhere (checkpoint, stop, reschedule)."""
     _node_action("Drain", name, reason, server, output)
+
+
+def clear_health(
+    name: NodeNameArg,
+    device: Annotated[
+        int | None,
+        typer.Option(
+            "--device", min=0, help="Only this device index (default: the node and all its devices)."
+        ),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why (what was repaired), recorded in the history.")] = "",
+    server: ServerOpt = DEFAULT_SERVER,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Mark a node or one device HEALTHY after a repair: out of quarantine, flap count reset.
+
+    Does not uncordon: `corral uncordon NAME` makes the node schedulable again.
+    """
+    from corral.v1 import node_pb2
+    from rich.text import Text
+
+    from scheduler.cli.client import connect
+    from scheduler.cli.render_nodes import node_health_text
+
+    request = node_pb2.ClearHealthRequest(
+        name=name, device_index=-1 if device is None else device, reason=reason
+    )
+    with connect(server) as client:
+        node = client.nodes.ClearHealth(request, timeout=client.timeout)
+    if output is Output.json:
+        print_json(node)
+        return
+    what = f"device {device} of node {node.name}" if device is not None else f"node {node.name}"
+    out = console()
+    out.print(Text.assemble(f"cleared {what}; node health now ", node_health_text(node)))
+    if node.cordoned:
+        out.print(Text(f"still cordoned: `corral uncordon {node.name}` makes it schedulable again"))
 
 
 def status(server: ServerOpt = DEFAULT_SERVER, output: OutputOpt = Output.table) -> None:

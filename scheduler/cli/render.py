@@ -21,6 +21,9 @@ _STATE_STYLE = {
     "PENDING": "yellow",
     "PLACED": "cyan",
     "RUNNING": "blue",
+    # Still running while it writes a checkpoint; back in the queue after a failure.
+    "CHECKPOINTING": "blue",
+    "RECOVERING": "yellow",
     "SUCCEEDED": "green",
     "FAILED": "bold red",
     "CANCELLED": "magenta",
@@ -29,7 +32,13 @@ _STATE_STYLE = {
     "HEALTHY": "green",
     "SUSPECT": "yellow",
     "UNHEALTHY": "bold red",
+    "QUARANTINED": "bold magenta",
 }
+# Fault-tolerance events stand out from the routine ones in `submit --follow` and `corral events`.
+EVENT_STYLE = {"failure": "bold red", "recovery": "green", "health": "yellow", "checkpoint": "cyan"}
+BLAME_STYLE = {"hardware": "bold red", "job": "yellow", "unknown": "dim"}
+# How many of the job's checkpoints `corral job` lists; -o json has every one the server sent.
+CHECKPOINTS_SHOWN = 5
 
 
 # ----------------------------------------------------------------------------- primitives
@@ -69,6 +78,12 @@ def format_clock(ts: Any) -> str:
     """Local wall-clock time HH:MM:SS of a timestamp, '-' when unset."""
     at = timestamp_s(ts)
     return DASH if at is None else time.strftime("%H:%M:%S", time.localtime(at))
+
+
+def format_time(ts: Any) -> str:
+    """Local date and time of a timestamp, '-' when unset: for lists that span days."""
+    at = timestamp_s(ts)
+    return DASH if at is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(at))
 
 
 def format_bytes(n: int | float) -> str:
@@ -227,6 +242,7 @@ def attempt_view(attempt: Any, now: float | None = None) -> RenderableType:
     outcome = f" — {attempt.outcome}" if attempt.outcome else ""
     heading = Text(f"attempt {attempt.number}", style="bold")
     heading.append(f": {span}{master}{outcome}")
+    lines: list[RenderableType] = [heading, *attempt_fault_lines(attempt)]
     table = new_table("RANK", "NODE", "DEVICES", "PHASE", "EXIT", "STEP")
     for w in sorted(attempt.workers, key=lambda w: w.rank):
         add_row(
@@ -238,7 +254,73 @@ def attempt_view(attempt: Any, now: float | None = None) -> RenderableType:
             _worker_outcome(w),
             str(w.progress_step) if w.progress_step else DASH,
         )
-    return Group(heading, table)
+    return Group(*lines, table)
+
+
+def attempt_fault_lines(attempt: Any) -> list[Text]:
+    """What fault tolerance knows of an attempt, indented under its heading: where it resumed
+    from, and for a failed one the cause, whose fault, and the work and time it cost."""
+    lines: list[Text] = []
+    if attempt.resumed_from_step:
+        path = f" ({attempt.resume_path})" if attempt.resume_path else ""
+        lines.append(Text(f"  resumed from step {attempt.resumed_from_step}{path}"))
+    elif attempt.number > 1:
+        # Worth saying: every step of the earlier attempts is being redone.
+        lines.append(Text("  started over from step 0 (no complete checkpoint)", style="yellow"))
+    if attempt.cause or attempt.blame:
+        line = Text("  cause: ")
+        line.append(attempt.cause or "unknown")
+        if attempt.blame:
+            line.append("  blame: ")
+            line.append(attempt.blame, style=BLAME_STYLE.get(attempt.blame, ""))
+        if timestamp_s(attempt.failed_at) is not None:
+            line.append(f"  failed at {format_clock(attempt.failed_at)}")
+        lines.append(line)
+    costs = []
+    if attempt.lost_s:
+        costs.append(f"lost {format_duration(attempt.lost_s)} of work")
+    if attempt.detect_s:
+        costs.append(f"detected in {format_seconds(attempt.detect_s)}")
+    if attempt.restart_s:
+        costs.append(f"restarted in {format_seconds(attempt.restart_s)}")
+    if costs:
+        lines.append(Text("  " + ", ".join(costs)))
+    return lines
+
+
+def format_seconds(seconds: float) -> str:
+    """Sub-minute spans with a decimal (detection and restart times are often under 1 s)."""
+    return f"{seconds:.1f}s" if seconds < 60 else format_duration(seconds)
+
+
+def format_device_hours(device_s: float) -> str:
+    hours = device_s / 3600
+    if hours < 0.01:
+        return "< 0.01 device-hours"
+    return f"{hours:.2f} device-hours" if hours < 100 else f"{hours:,.0f} device-hours"
+
+
+def checkpoints_view(job: Any, now: float | None = None) -> RenderableType:
+    """The newest CHECKPOINTS_SHOWN checkpoints, newest last."""
+    shown = list(job.checkpoints)[-CHECKPOINTS_SHOWN:]
+    older = len(job.checkpoints) - len(shown)
+    title = Text("checkpoints", style="bold")
+    if older:
+        title.append(f" (newest {len(shown)}; {older} older with -o json)", style="dim")
+    table = new_table("ATTEMPT/RANK", "STEP", "WRITTEN", "SIZE", "TOOK", "COMPLETE", "TRIGGER", "PATH")
+    for c in shown:
+        add_row(
+            table,
+            f"{c.attempt}/{c.rank}",
+            str(c.step),
+            ago(c.at, now),
+            format_bytes(c.size_bytes) if c.size_bytes else DASH,
+            format_seconds(c.duration_s) if c.duration_s else DASH,
+            Text("yes", style="green") if c.complete else Text("no", style="bold red"),
+            c.trigger or DASH,
+            c.path or DASH,
+        )
+    return Group(title, table)
 
 
 def ago(ts: Any, now: float | None = None) -> str:
@@ -267,12 +349,18 @@ def job_detail(job: Any, now: float | None = None) -> RenderableType:
     ]
     if spec.env:
         rows.append(("env", ", ".join(f"{k}={v}" for k, v in sorted(spec.env.items()))))
+    if job.checkpoint_interval:
+        rows.append(("checkpoint interval", job.checkpoint_interval))
+    if job.lost_device_s > 0:
+        rows.append(("lost", f"{format_device_hours(job.lost_device_s)} to failures"))
     parts: list[RenderableType] = [_fields_table(rows)]
     for attempt in sorted(job.attempts, key=lambda a: a.number):
         parts.append(Text(""))
         parts.append(attempt_view(attempt, now))
     if not job.attempts:
         parts.append(Text("\nno attempts yet", style="dim"))
+    if job.checkpoints:
+        parts += [Text(""), checkpoints_view(job, now)]
     return Group(*parts)
 
 
@@ -284,5 +372,6 @@ def event_line(event: Any) -> Text:
         line.append(f"{label:<10}", style=_STATE_STYLE.get(label, "bold"))
         line.append(f" {event.message}")
     else:
-        line.append(f"{'':<10} {event.kind}: {event.message}", style="dim")
+        style = EVENT_STYLE.get(event.kind, "dim")
+        line.append(f"{'':<10} {event.kind}: {event.message}", style=style)
     return line

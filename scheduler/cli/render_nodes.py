@@ -20,11 +20,14 @@ from scheduler.cli.render import (
     format_bytes,
     format_duration,
     format_latency,
+    format_time,
     new_table,
     styled,
 )
 
 SIMULATED_STYLE = "bold magenta"
+# `corral node` lists this many of the newest health changes; -o json has all the server sent.
+HEALTH_HISTORY_SHOWN = 20
 
 
 def node_state_label(state: int) -> str:
@@ -65,8 +68,23 @@ def max_temperature_c(node: Any) -> float | None:
     return max(t.temperature_c for t in node.telemetry) if node.telemetry else None
 
 
+def node_health_text(node: Any) -> Text:
+    """The node's health, '-' from a server that does not report it."""
+    return styled(node.health) if node.health else Text(DASH)
+
+
+def list_flags(node: Any) -> str:
+    """node_flags plus the hot spare mark (`corral nodes` only: a spare is still schedulable)."""
+    flags = [f for f in node_flags(node).split(",") if f != DASH]
+    if node.hot_spare:
+        flags.append("hot-spare")
+    return ",".join(flags) or DASH
+
+
 def nodes_table(nodes: Sequence[Any], now: float | None = None) -> Table:
-    table = new_table("NAME", "STATE", "BACKEND", "DEVICES", "FREE", "POWER", "TEMP", "FLAGS", "LAST SEEN")
+    table = new_table(
+        "NAME", "STATE", "HEALTH", "BACKEND", "DEVICES", "FREE", "POWER", "TEMP", "FLAGS", "LAST SEEN"
+    )
     for node in nodes:
         power = total_power_w(node)
         temp = max_temperature_c(node)
@@ -74,12 +92,13 @@ def nodes_table(nodes: Sequence[Any], now: float | None = None) -> Table:
             table,
             node.name,
             styled(node_state_label(node.state)),
+            node_health_text(node),
             backend_text(node),
             device_summary(node.devices),
             f"{node.devices_free}/{len(node.devices)}",
             DASH if power is None else f"{power:.0f} W",
             DASH if temp is None else f"{temp:.0f}°C",
-            node_flags(node),
+            list_flags(node),
             format_age(node.last_seen, now),
         )
     return table
@@ -126,6 +145,8 @@ def node_detail(node: Any, now: float | None = None) -> RenderableType:
     rows: list[tuple[str, str | Text]] = [
         ("name", node.name),
         ("state", styled(node_state_label(node.state))),
+        ("health", node_health_text(node)),
+        ("hot spare", "yes (held for gangs recovering from a failure)" if node.hot_spare else "no"),
         ("backend", backend_text(node)),
         ("address", node.address or DASH),
         ("agent", node.agent_version or DASH),
@@ -144,7 +165,41 @@ def node_detail(node: Any, now: float | None = None) -> RenderableType:
     parts.append(device_table(node) if node.devices else Text("no devices", style="dim"))
     if not node.telemetry and node.devices:
         parts.append(Text("no telemetry received yet", style="dim"))
+    if node.lemon_evidence:
+        parts += [Text(""), lemon_view(node)]
+    parts += [Text(""), health_history_view(node)]
     return Group(*parts)
+
+
+def health_history_view(node: Any) -> RenderableType:
+    """The newest HEALTH_HISTORY_SHOWN health changes of the node and its devices, oldest first."""
+    if not node.health_history:
+        return Text("health history: no changes recorded", style="dim")
+    shown = list(node.health_history)[-HEALTH_HISTORY_SHOWN:]
+    older = len(node.health_history) - len(shown)
+    title = Text("health history", style="bold")
+    if older:
+        title.append(f" (newest {len(shown)}; {older} older with -o json)", style="dim")
+    table = new_table("TIME", "DEVICE", "CHANGE", "REASON")
+    for change in shown:
+        move = Text.assemble(styled(change.from_state), " → ", styled(change.to_state))
+        device = "node" if change.device_index < 0 else str(change.device_index)
+        add_row(table, format_time(change.at), device, move, change.reason or DASH)
+    return Group(title, table)
+
+
+def lemon_view(node: Any) -> RenderableType:
+    """Why the node is quarantined: the hardware failures it was implicated in."""
+    jobs = sorted({e.job_id for e in node.lemon_evidence})
+    title = Text("quarantined", style="bold magenta")
+    title.append(
+        f": implicated in {len(node.lemon_evidence)} hardware failures across {len(jobs)} "
+        f"job{'s' if len(jobs) != 1 else ''}; `corral clear-health {node.name}` once repaired"
+    )
+    table = new_table("TIME", "JOB", "ATTEMPT", "SIGNALS")
+    for e in node.lemon_evidence:
+        add_row(table, format_time(e.at), e.job_id or DASH, str(e.attempt), e.signals or DASH)
+    return Group(title, table)
 
 
 def status_view(status: Any, now: float | None = None) -> RenderableType:

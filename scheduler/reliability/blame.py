@@ -93,7 +93,7 @@ def _healthy_sets_failing_as(history: Sequence[AttemptFailure], cls: str) -> lis
             continue
         # Only sets sharing nothing with those already counted: a latent fault on one shared
         # node must not pass for the job's fault three times over.
-        if attribute(f)[0] is Blame.HARDWARE or any(f.hardware & s for s in sets):
+        if attribute(f)[0] is Blame.HARDWARE or any(not f.hardware.isdisjoint(s) for s in sets):
             continue
         sets.append(f.hardware)
     return sets

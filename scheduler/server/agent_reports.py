@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from corral.v1 import agent_pb2, common_pb2
 
-from scheduler.health import describe_health_event, device_health_after
 from scheduler.model import WorkerRecord
 from scheduler.reconcile import ActionKind, reconcile_node
 from scheduler.server.controlplane import ControlPlane
@@ -24,6 +23,7 @@ class AgentReports:
         cp = self.cp
         rt = cp.nodes.register(reg, session, cp.clock())
         cp.node_back(reg.node_name)
+        cp.ft.node_registered(rt)
         cp.record_event(
             "node",
             f"node {reg.node_name} connected ({reg.backend}, {len(reg.devices)} devices, "
@@ -103,7 +103,9 @@ class AgentReports:
         elif body == "workload":
             cp.on_workload_status(msg.workload)
         elif body == "health":
-            self._health(rt, msg.health)
+            cp.ft.on_health_event(rt, msg.health)
+        elif body == "checkpoint":
+            cp.ft.on_checkpoint(msg.checkpoint)
         elif body == "leaving":
             rt.leaving = True
             cp.record_event("node", f"node {name} is leaving: {msg.leaving.reason}", node_name=name)
@@ -114,22 +116,3 @@ class AgentReports:
             )
         if msg.seq and rt.session is not None:
             rt.session.ack(msg.seq)
-
-    def _health(self, rt: NodeRuntime, event: common_pb2.HealthEvent) -> None:
-        name = rt.record.name
-        self.cp.record_event(
-            "health",
-            describe_health_event(name, event),
-            node_name=name,
-            data={
-                "device": event.device_index,
-                "kind": common_pb2.HealthEventKind.Name(event.kind),
-                "code": event.code,
-                "severity": common_pb2.Severity.Name(event.severity),
-            },
-        )
-        device = rt.devices_by_index.get(event.device_index)
-        new = device_health_after(device.health, event) if device is not None else None
-        if new is not None:
-            self.cp.nodes.set_device_health(name, event.device_index, new)
-            self.cp.kick()

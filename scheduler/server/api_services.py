@@ -14,12 +14,13 @@ from corral.v1 import cluster_pb2, cluster_pb2_grpc, job_pb2, job_pb2_grpc, node
 from agents.faults import parse_fault
 from scheduler import __version__
 from scheduler.jobstate import JobState
-from scheduler.model import WorkerRecord
+from scheduler.model import JobRecord, WorkerRecord
 from scheduler.server import node_ops
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
-from scheduler.server.convert import job_to_proto, node_to_proto, queue_info, timestamp
+from scheduler.server.convert import cluster_event, job_to_proto, node_to_proto, queue_info, timestamp
 from scheduler.server.nodes import NodeRuntime
 from scheduler.spec import SpecError, spec_from_proto, spec_to_proto
+from scheduler.store.events_query import query_events
 
 # grpc.aio.ServicerContext; grpc ships no type information.
 Context: TypeAlias = Any
@@ -37,6 +38,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
     def __init__(self, cp: ControlPlane) -> None:
         self.cp = cp
 
+    def _job(self, job: JobRecord) -> job_pb2.Job:
+        return job_to_proto(
+            job, checkpoints=self.cp.checkpoints_of(job.id), checkpoint_interval=self.cp.interval_text(job)
+        )
+
     async def Submit(self, request: job_pb2.SubmitJobRequest, context: Context) -> job_pb2.Job:
         try:
             spec = spec_from_proto(request.spec, local_launcher=True)
@@ -44,11 +50,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         if (problem := self.cp.queues.check_queue(spec.queue)) is not None:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"queue: {problem}")
-        return job_to_proto(self.cp.submit(spec_to_proto(spec), request.owner))
+        return self._job(self.cp.submit(spec_to_proto(spec), request.owner))
 
     async def Get(self, request: job_pb2.GetJobRequest, context: Context) -> job_pb2.Job:
         try:
-            return job_to_proto(self.cp.get_job(request.id))
+            return self._job(self.cp.get_job(request.id))
         except NotFound as exc:
             await _abort_for(context, exc)
             raise
@@ -57,11 +63,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         states = {JobState.from_proto(s) for s in request.states}
         jobs = sorted(self.cp.jobs.values(), key=lambda j: j.created_at, reverse=True)
         selected = [j for j in jobs if not states or j.state in states][: request.limit or 500]
-        return job_pb2.ListJobsResponse(jobs=[job_to_proto(j) for j in selected])
+        return job_pb2.ListJobsResponse(jobs=[self._job(j) for j in selected])
 
     async def Cancel(self, request: job_pb2.CancelJobRequest, context: Context) -> job_pb2.Job:
         try:
-            return job_to_proto(self.cp.cancel(request.id, request.reason))
+            return self._job(self.cp.cancel(request.id, request.reason))
         except NotFound as exc:
             await _abort_for(context, exc)
             raise
@@ -164,8 +170,14 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
     def _node(self, rt: NodeRuntime, active: dict[str, list[WorkerRecord]] | None = None) -> node_pb2.Node:
         active = active if active is not None else self.cp.active_workers_by_node()
         workers = active.get(rt.record.name, [])
+        name = rt.record.name
         return node_to_proto(
-            rt, self.cp.free_device_count(rt, active), sorted(w.workload_id for w in workers)
+            rt,
+            self.cp.free_device_count(rt, active),
+            sorted(w.workload_id for w in workers),
+            health=self.cp.health,
+            lemon=self.cp.lemons.get(name),
+            hot_spare=name in self.cp.spares,
         )
 
     async def List(self, request: node_pb2.ListNodesRequest, context: Context) -> node_pb2.ListNodesResponse:
@@ -192,6 +204,10 @@ class NodeServicer(node_pb2_grpc.NodeServiceServicer):
 
     async def Drain(self, request: node_pb2.NodeActionRequest, context: Context) -> node_pb2.Node:
         return await self._act(context, node_ops.drain, self.cp, request.name, request.reason)
+
+    async def ClearHealth(self, request: node_pb2.ClearHealthRequest, context: Context) -> node_pb2.Node:
+        index = None if request.device_index == -1 else request.device_index
+        return await self._act(context, node_ops.clear_health, self.cp, request.name, index, request.reason)
 
     async def InjectFault(
         self, request: node_pb2.InjectFaultRequest, context: Context
@@ -254,3 +270,18 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         return cluster_pb2.ListQueuesResponse(
             queues=[queue_info(q) for q in self.cp.queue_usage()], policy=self.cp.policy_name
         )
+
+    async def ListEvents(
+        self, request: cluster_pb2.ListEventsRequest, context: Context
+    ) -> cluster_pb2.ListEventsResponse:
+        since = request.since.ToNanoseconds() / 1e9 if request.HasField("since") else None
+        rows = query_events(
+            self.cp.store,
+            kinds=list(request.kinds),
+            node_name=request.node_name,
+            job_id=request.job_id,
+            since=since,
+            cause=request.cause,
+            limit=request.limit,
+        )
+        return cluster_pb2.ListEventsResponse(events=[cluster_event(row) for row in rows])

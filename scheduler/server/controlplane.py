@@ -22,8 +22,15 @@ from google.protobuf import json_format
 
 from scheduler.catalog import DeviceCatalog
 from scheduler.jobstate import JobState, check_transition
-from scheduler.lifecycle import Verdict, after_failed_attempt, describe_exit, judge_attempt
-from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord, workload_id
+from scheduler.lifecycle import Verdict, describe_exit, judge_attempt
+from scheduler.model import (
+    AttemptRecord,
+    CheckpointRecord,
+    JobRecord,
+    WorkerPhase,
+    WorkerRecord,
+    workload_id,
+)
 from scheduler.placement.engine import PlacementDecision
 from scheduler.placement.from_spec import placement_request
 from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
@@ -31,8 +38,11 @@ from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
 from scheduler.queueing import Preemption, QueueSet, queue_usage, schedule_pass
 from scheduler.queueing.usage import QueueUsage
+from scheduler.reliability.health_state import HealthBook
+from scheduler.reliability.lemon import LemonVerdict
 from scheduler.reliability.liveness import LivenessConfig, LivenessKind, NodeLiveness, liveness_actions
 from scheduler.server.events import EventBus
+from scheduler.server.fault_tolerance import FaultTolerance, FaultToleranceConfig
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
@@ -67,6 +77,7 @@ class ControlPlane:
         policy: str = DEFAULT_POLICY,
         catalog: DeviceCatalog | None = None,
         liveness: LivenessConfig | None = None,
+        fault_tolerance: FaultToleranceConfig | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
@@ -96,6 +107,13 @@ class ControlPlane:
         self._liveness_checked_at = 0.0
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        # Fault tolerance: health of every node and device, lemon nodes with their evidence,
+        # the hot spare pool, and the checkpoints workers reported (newest last per job).
+        self.health = HealthBook()
+        self.lemons: dict[str, LemonVerdict] = {}
+        self.spares: frozenset[str] = frozenset()
+        self._checkpoints: dict[str, list[CheckpointRecord]] = {}
+        self.ft = FaultTolerance(self, fault_tolerance)
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -105,6 +123,7 @@ class ControlPlane:
             self._index(job)
             if not job.state.terminal:
                 self.rate_baseline.observe(placement_request(job.id, self.spec_of(job)))
+        self.ft.load()
         log.info("loaded %d nodes and %d jobs from %s", len(self.nodes), len(self.jobs), self.store.url)
 
     def _index(self, job: JobRecord) -> None:
@@ -136,6 +155,7 @@ class ControlPlane:
                 if (now := self.clock()) - self._liveness_checked_at >= 1.0:
                     self._liveness_checked_at = now
                     self.check_liveness()
+                    self.ft.tick()
                 self.schedule()
             except Exception:  # one bad tick must not stop scheduling for good
                 log.exception("scheduling pass failed")
@@ -168,18 +188,23 @@ class ControlPlane:
                 rt.session.close()  # the stream's end marks the node disconnected
             elif action.kind is LivenessKind.NODE_LOST:
                 self._lost_nodes.add(action.node)
-                self._move_gangs_off(action.node, action.reason)
-
-    def _move_gangs_off(self, node_name: str, why: str) -> None:
-        for job in list(self.jobs.values()):
-            attempt = job.current_attempt
-            if job.state.terminal or attempt is None or attempt.outcome:
-                continue
-            if any(w.node_name == node_name and w.phase.holds_devices for w in attempt.workers):
-                self.requeue(job, attempt, why)
+                self.ft.node_lost(action.node, action.reason, action.silent_s)
 
     def node_back(self, name: str) -> None:
         self._lost_nodes.discard(name)
+
+    # --- fault tolerance: queries ------------------------------------------------------
+
+    def checkpoints_of(self, job_id: str) -> list[CheckpointRecord]:
+        return list(self._checkpoints.get(job_id, []))
+
+    def interval_text(self, job: JobRecord) -> str:
+        """The checkpoint interval in force for the job and why, in one line ("" if none)."""
+        return self.ft.interval_text(job)
+
+    def clear_health(self, name: str, device_index: int | None, reason: str) -> None:
+        """An operator's clear: the node (device_index None: and all its devices) back to HEALTHY."""
+        self.ft.clear_health(name, device_index, reason)
 
     # --- events ------------------------------------------------------------------------
 
@@ -187,13 +212,15 @@ class ControlPlane:
         row = self.store.append_event(kind, message, at=self.clock(), **fields)
         self.bus.publish(row)
 
-    def _transition(self, job: JobRecord, new: JobState, reason: str) -> None:
+    def transition(self, job: JobRecord, new: JobState, reason: str) -> None:
         check_transition(job.id, job.state, new)
         job.state = new
         job.reason = reason
         job.updated_at = self.clock()
         self.store.update_job(job)
         self.record_event("state", reason, job_id=job.id, state=new.value)
+        if new.terminal:
+            self.ft.forget(job.id)
 
     # --- jobs API ----------------------------------------------------------------------
 
@@ -238,9 +265,9 @@ class ControlPlane:
         attempt = job.current_attempt
         if attempt is not None and not attempt.outcome:
             self._decide_attempt(attempt, "cancelled")
-        self._transition(job, JobState.CANCELLED, reason or "cancelled by user")
+        self.transition(job, JobState.CANCELLED, reason or "cancelled by user")
         if attempt is not None:
-            self._stop_workers(attempt, "job cancelled")
+            self.stop_workers(attempt, "job cancelled")
         return job
 
     @staticmethod
@@ -249,7 +276,7 @@ class ControlPlane:
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _inputs(self) -> PassInputs:
+    def _inputs(self, held_back: frozenset[str] = frozenset()) -> PassInputs:
         live = {j.id: j for j in self.jobs.values() if not j.state.terminal or _holds_devices(j)}
         for gone in self._specs.keys() - live.keys():
             del self._specs[gone]
@@ -264,10 +291,16 @@ class ControlPlane:
             if any(_holds_devices(self.jobs[v]) for v in victims)
         }
         return pass_inputs(
-            self.nodes, live.values(), self._specs, self.clock(), set(self._made_room_for), stopping
+            self.nodes,
+            live.values(),
+            self._specs,
+            self.clock(),
+            set(self._made_room_for),
+            stopping,
+            held_back,
         )
 
-    def _live_policy(self, inputs: PassInputs) -> Policy:
+    def live_policy(self, inputs: PassInputs) -> Policy:
         """The policy scores against the mix of unfinished jobs' requests; rebuilt only when
         that mix changes, since its fragmentation cache is per mix."""
         mix = task_mix(inputs.requests.values())
@@ -278,22 +311,24 @@ class ControlPlane:
     def schedule(self) -> int:
         """One scheduling pass: place what fits, preempt what must make way, and tell every
         other pending job why it waits."""
+        held_back = self.ft.held_back()
+        self.ft.place_recovering()
         if not any(j.state is JobState.PENDING for j in self.jobs.values()):
             return 0
-        inputs = self._inputs()
+        inputs = self._inputs(held_back)
         result = schedule_pass(
             inputs.pending,
             inputs.running,
             inputs.cluster,
             self.queues,
-            self._live_policy(inputs),
+            self.live_policy(inputs),
             self.speed_of,
             self.clock(),
             baseline=self.rate_baseline,
         )
         for job_id, decision in result.placed:
             job = self.jobs[job_id]
-            self._start_attempt(job, self._specs[job_id], decision)
+            self.start_attempt(job, self._specs[job_id], decision)
         for preemption in result.preemptions:
             self._preempt(preemption)
             self._made_room_for.setdefault(preemption.for_job_id, set()).add(preemption.victim_job_id)
@@ -310,19 +345,19 @@ class ControlPlane:
         if job.state.terminal or attempt is None or attempt.outcome:
             return
         if p.checkpoint_first:
-            self.request_checkpoint(attempt, p.reason)
-        self.requeue(job, attempt, p.reason)
+            self.ft.move(job, attempt, p.reason)
+        else:
+            self.requeue(job, attempt, p.reason)
 
-    def request_checkpoint(self, attempt: AttemptRecord, reason: str) -> None:
-        """Ask each worker to checkpoint (SIGUSR1 where it listens) before a stop that follows.
-
-        The hook the fault-tolerance work builds on: today the stop's grace period is all the
-        time the worker gets to write it."""
+    def request_checkpoint(self, attempt: AttemptRecord, reason: str, request_id: int = 0) -> None:
+        """Ask each worker to checkpoint: its agent relays it by SIGUSR1 and the SDK's channel."""
         for w in attempt.workers:
             rt = self.nodes.get(w.node_name)
             if w.phase.holds_devices and rt is not None and rt.session is not None:
                 rt.session.send(
-                    checkpoint=agent_pb2.RequestCheckpoint(workload_id=w.workload_id, reason=reason)
+                    checkpoint=agent_pb2.RequestCheckpoint(
+                        workload_id=w.workload_id, reason=reason, request_id=request_id
+                    )
                 )
 
     def queue_usage(self) -> list[QueueUsage]:
@@ -339,17 +374,20 @@ class ControlPlane:
         }
         return next(p for p in range(MASTER_PORT_BASE, MASTER_PORT_BASE + MASTER_PORT_RANGE) if p not in used)
 
-    def _start_attempt(self, job: JobRecord, spec: job_pb2.JobSpec, decision: PlacementDecision) -> None:
+    def start_attempt(self, job: JobRecord, spec: job_pb2.JobSpec, decision: PlacementDecision) -> None:
         assert decision.slots is not None
         now = self.clock()
         number = len(job.attempts) + 1
         rank0 = self.nodes.get(decision.slots[0].node_name)
+        resume = self.ft.resume_point(job)
         attempt = AttemptRecord(
             job_id=job.id,
             number=number,
             started_at=now,
             master_addr=rank0.record.address if rank0 else "127.0.0.1",
             master_port=self._free_master_port(),
+            resumed_from_step=resume.step if resume else 0,
+            resume_path=resume.path if resume else "",
         )
         attempt.workers = [
             WorkerRecord(
@@ -393,6 +431,9 @@ class ControlPlane:
             checkpoint_dir=spec.checkpoint_dir,
             master_addr=attempt.master_addr,
             master_port=attempt.master_port,
+            resume_path=attempt.resume_path,
+            resume_step=attempt.resumed_from_step,
+            checkpoint_interval_s=self.ft.interval_s(job),
         )
 
     def send_start(
@@ -403,7 +444,7 @@ class ControlPlane:
             rt.session.send(start=self._start_command(job, spec, attempt, w))
         # Otherwise the node reconnects and reconciliation resends the start.
 
-    def _stop_workers(self, attempt: AttemptRecord, reason: str) -> None:
+    def stop_workers(self, attempt: AttemptRecord, reason: str) -> None:
         for w in attempt.workers:
             if not w.phase.holds_devices:
                 continue
@@ -418,8 +459,8 @@ class ControlPlane:
     def requeue(self, job: JobRecord, attempt: AttemptRecord, why: str) -> None:
         """Back to the queue without spending a restart: the platform moved it, the job did not fail."""
         self._decide_attempt(attempt, f"preempted: {why}")
-        self._transition(job, JobState.PENDING, f"requeued: {why}")
-        self._stop_workers(attempt, why)
+        self.transition(job, JobState.PENDING, f"requeued: {why}")
+        self.stop_workers(attempt, why)
         self.kick()
 
     def _decide_attempt(self, attempt: AttemptRecord, outcome: str) -> None:
@@ -435,7 +476,9 @@ class ControlPlane:
             return
         job, attempt, w = entry
         now = self.clock()
-        w.progress_step = max(w.progress_step, status.progress_step)
+        if status.progress_step > w.progress_step:
+            w.progress_step = status.progress_step
+            self.ft.on_progress(w)
         if status.checkpoint_step >= w.checkpoint_step and status.checkpoint_path:
             if status.checkpoint_step > w.checkpoint_step or w.checkpoint_at is None:
                 w.checkpoint_at = now
@@ -484,9 +527,10 @@ class ControlPlane:
             and job.current_attempt is attempt
             and all(w.phase is not WorkerPhase.PLACED for w in attempt.workers)
         ):
-            self._transition(
+            self.transition(
                 job, JobState.RUNNING, f"attempt {attempt.number}: all {len(attempt.workers)} workers started"
             )
+            self.ft.on_running(job, attempt)
 
     def _evaluate(self, job: JobRecord, attempt: AttemptRecord) -> None:
         if not attempt.outcome and job.current_attempt is attempt and not job.state.terminal:
@@ -494,17 +538,11 @@ class ControlPlane:
             if judgement.verdict is Verdict.SUCCEEDED:
                 self._decide_attempt(attempt, "succeeded")
                 if job.state is JobState.PLACED:
-                    self._transition(job, JobState.RUNNING, "workers ran")
-                self._transition(job, JobState.SUCCEEDED, judgement.reason)
+                    self.transition(job, JobState.RUNNING, "workers ran")
+                self.transition(job, JobState.SUCCEEDED, judgement.reason)
             elif judgement.verdict is Verdict.FAILED:
-                self._decide_attempt(attempt, f"failed: {judgement.reason}")
-                spec = self.spec_of(job)
-                step = after_failed_attempt(judgement.reason, job.restarts, spec.max_restarts)
-                if step.counts_as_restart:
-                    job.restarts += 1
-                self._transition(job, step.state, step.reason)
-                self._stop_workers(attempt, "a peer worker failed")
-                self.kick()
+                assert judgement.worker is not None
+                self.ft.worker_failed(job, attempt, judgement.worker, judgement.reason)
         if attempt.all_exited and attempt.ended_at is None:
             attempt.ended_at = self.clock()
             self.store.update_attempt(attempt)

@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from corral.v1 import cluster_pb2, common_pb2, job_pb2, node_pb2
 from google.protobuf import json_format
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from scheduler.model import AttemptRecord, DeviceRecord, JobRecord
+from scheduler.model import AttemptRecord, CheckpointRecord, DeviceRecord, JobRecord
 from scheduler.queueing.usage import QueueUsage
+from scheduler.reliability.health_state import HealthBook, HistoryEntry
+from scheduler.reliability.lemon import LemonVerdict
 from scheduler.server.nodes import HEALTH_NAMES, NodeRuntime
+
+# Bounds on what one Node or Job message carries, so that a flapping device or a job that
+# checkpoints every few seconds cannot make `corral node`/`corral job` replies grow without end.
+HEALTH_HISTORY_LIMIT = 100
+CHECKPOINTS_LIMIT = 20
 
 
 def timestamp(t: float | None) -> Timestamp | None:
@@ -39,8 +50,50 @@ def device_to_proto(d: DeviceRecord) -> common_pb2.Device:
     )
 
 
-def node_to_proto(rt: NodeRuntime, devices_free: int, workloads: list[str]) -> node_pb2.Node:
+def health_history(book: HealthBook, name: str) -> list[node_pb2.HealthChange]:
+    """The node's own changes (device -1) and its devices', merged oldest first, the newest
+    HEALTH_HISTORY_LIMIT kept."""
+    entries: list[tuple[int, HistoryEntry]] = [(-1, h) for h in book.node(name).history]
+    for (node, index), record in book.devices.items():
+        if node == name:
+            entries += [(index, h) for h in record.history]
+    # Stable on equal times: the node's entry first, then devices by index.
+    entries.sort(key=lambda e: (e[1].at, e[0]))
+    return [
+        node_pb2.HealthChange(
+            at=timestamp(h.at),
+            device_index=index,
+            from_state=h.from_state.value,
+            to_state=h.to_state.value,
+            reason=h.reason,
+        )
+        for index, h in entries[-HEALTH_HISTORY_LIMIT:]
+    ]
+
+
+def lemon_evidence(verdict: LemonVerdict | None) -> list[node_pb2.LemonEvidence]:
+    if verdict is None:
+        return []
+    return [
+        node_pb2.LemonEvidence(
+            at=timestamp(f.at), job_id=f.job_id, attempt=f.attempt, signals="; ".join(f.signals)
+        )
+        for f in sorted(verdict.evidence, key=lambda f: f.at)
+    ]
+
+
+def node_to_proto(
+    rt: NodeRuntime,
+    devices_free: int,
+    workloads: list[str],
+    *,
+    health: HealthBook | None = None,
+    lemon: LemonVerdict | None = None,
+    hot_spare: bool = False,
+) -> node_pb2.Node:
+    """`health` None: no health book (the node is reported HEALTHY with no history)."""
     r = rt.record
+    book = health if health is not None else HealthBook()
     return node_pb2.Node(
         name=r.name,
         state=node_pb2.NODE_STATE_READY if rt.connected else node_pb2.NODE_STATE_DISCONNECTED,
@@ -57,6 +110,10 @@ def node_to_proto(rt: NodeRuntime, devices_free: int, workloads: list[str]) -> n
         workloads=workloads,
         cordon_reason=r.cordon_reason,
         devices_free=devices_free,
+        health=book.node(r.name).state.value,
+        health_history=health_history(book, r.name),
+        lemon_evidence=lemon_evidence(lemon),
+        hot_spare=hot_spare,
     )
 
 
@@ -81,10 +138,35 @@ def attempt_to_proto(a: AttemptRecord) -> job_pb2.Attempt:
             )
             for w in a.workers
         ],
+        cause=a.cause,
+        blame=a.blame,
+        resumed_from_step=a.resumed_from_step,
+        resume_path=a.resume_path,
+        lost_s=a.lost_s,
+        failed_at=timestamp(a.failed_at),
+        detect_s=a.detect_s,
+        restart_s=a.restart_s,
     )
 
 
-def job_to_proto(job: JobRecord) -> job_pb2.Job:
+def checkpoint_to_proto(c: CheckpointRecord) -> job_pb2.Checkpoint:
+    return job_pb2.Checkpoint(
+        attempt=c.attempt,
+        rank=c.rank,
+        step=c.step,
+        path=c.path,
+        at=timestamp(c.at),
+        size_bytes=c.size_bytes,
+        duration_s=c.duration_s,
+        complete=c.complete,
+        trigger=c.trigger,
+    )
+
+
+def job_to_proto(
+    job: JobRecord, *, checkpoints: Sequence[CheckpointRecord] = (), checkpoint_interval: str = ""
+) -> job_pb2.Job:
+    """`checkpoints`: the job's, newest last; the newest CHECKPOINTS_LIMIT are sent."""
     return job_pb2.Job(
         id=job.id,
         spec=json_format.ParseDict(job.spec, job_pb2.JobSpec()),
@@ -95,6 +177,27 @@ def job_to_proto(job: JobRecord) -> job_pb2.Job:
         restarts=job.restarts,
         attempts=[attempt_to_proto(a) for a in job.attempts],
         owner=job.owner,
+        checkpoints=[checkpoint_to_proto(c) for c in list(checkpoints)[-CHECKPOINTS_LIMIT:]],
+        checkpoint_interval=checkpoint_interval,
+        lost_device_s=job.lost_device_s,
+    )
+
+
+def cluster_event(row: Mapping[str, Any]) -> cluster_pb2.ClusterEvent:
+    """An events-table row as `corral events` reads it; cause and blame lifted out of data."""
+    raw = row.get("data")
+    data: Mapping[str, Any] = raw if isinstance(raw, Mapping) else {}
+    return cluster_pb2.ClusterEvent(
+        id=int(row["id"]),
+        at=timestamp(float(row["at"])),
+        kind=str(row["kind"]),
+        job_id=row.get("job_id") or "",
+        node_name=row.get("node_name") or "",
+        message=str(row.get("message") or ""),
+        cause=str(data.get("cause") or ""),
+        blame=str(data.get("blame") or ""),
+        # default=str: data is written by many code paths; an odd value must not fail the query.
+        data_json=json.dumps(data, sort_keys=True, default=str),
     )
 
 

@@ -20,6 +20,7 @@ from scheduler.reliability.liveness import LivenessConfig
 from scheduler.server.agent_service import AgentServicer
 from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServicer
 from scheduler.server.controlplane import ControlPlane
+from scheduler.server.fault_tolerance import FaultToleranceConfig
 from scheduler.store import Store
 
 log = logging.getLogger("corral.server")
@@ -55,6 +56,7 @@ class ServerConfig:
     queues: QueueSet = field(default_factory=QueueSet.default)
     policy: str = DEFAULT_POLICY
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
+    fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
 
 
 async def run_server(
@@ -63,7 +65,14 @@ async def run_server(
     config = config or ServerConfig()
     data_dir.mkdir(parents=True, exist_ok=True)
     store = Store.open(data_dir)
-    cp = ControlPlane(store, data_dir, queues=config.queues, policy=config.policy, liveness=config.liveness)
+    cp = ControlPlane(
+        store,
+        data_dir,
+        queues=config.queues,
+        policy=config.policy,
+        liveness=config.liveness,
+        fault_tolerance=config.fault_tolerance,
+    )
     cp.load()
     tune_gc()
     server = grpc.aio.server(

@@ -26,7 +26,8 @@ def uncordon(cp: ControlPlane, name: str) -> NodeRuntime:
 
 
 def drain(cp: ControlPlane, name: str, reason: str) -> NodeRuntime:
-    """Cordon, then move every gang with a worker here: checkpoint request, stop, requeue.
+    """Cordon, then move every gang with a worker here: a fresh checkpoint first (the job is
+    CHECKPOINTING until it arrives or the timeout passes), then stop and requeue.
 
     A drained job is requeued without spending one of its restarts: the move is the
     operator's doing, not the job's fault.
@@ -43,8 +44,7 @@ def drain(cp: ControlPlane, name: str, reason: str) -> NodeRuntime:
             continue
         if not any(w.node_name == name and w.phase.holds_devices for w in attempt.workers):
             continue
-        cp.request_checkpoint(attempt, why)
-        cp.requeue(job, attempt, f"node {name} is draining ({why})")
+        cp.ft.move(job, attempt, f"node {name} is draining ({why})")
     return rt
 
 
@@ -63,3 +63,13 @@ def inject_fault(cp: ControlPlane, name: str, device_index: int, fault: str) -> 
     seq = rt.session.send(inject_fault=agent_pb2.InjectFault(device_index=device_index, fault=fault))
     cp.record_event("node", f"fault {fault} injected into device {device_index} on {name}", node_name=name)
     return f"fault {fault} sent to {name} device {device_index} (command {seq})"
+
+
+def clear_health(cp: ControlPlane, name: str, device_index: int | None, reason: str) -> NodeRuntime:
+    """An operator's word that a node (device_index None: and all its devices) or one device
+    is fine. Checked here so that a typo is refused by name rather than clearing nothing."""
+    rt = cp.node(name)
+    if device_index is not None and device_index not in rt.devices_by_index:
+        raise NotFound(f"node {name} has no device {device_index} (it has {sorted(rt.devices_by_index)})")
+    cp.clear_health(name, device_index, reason)
+    return rt

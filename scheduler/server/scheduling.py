@@ -42,7 +42,7 @@ def island_of(d: DeviceRecord) -> int:
     return min([d.index, *d.peer_indices])
 
 
-def node_state(rt: NodeRuntime) -> NodeState:
+def node_state(rt: NodeRuntime, held_back: bool = False) -> NodeState:
     r = rt.record
     return NodeState(
         name=r.name,
@@ -60,7 +60,7 @@ def node_state(rt: NodeRuntime) -> NodeState:
         memory_mib=r.memory_bytes // MIB if r.memory_bytes else UNLIMITED,
         rack=r.labels.get(RACK_LABEL, ""),
         block=r.labels.get(BLOCK_LABEL, ""),
-        schedulable=rt.schedulable,
+        schedulable=rt.schedulable and not held_back,
     )
 
 
@@ -71,6 +71,7 @@ def pass_inputs(
     now: float,
     made_room_for: Set[str] = frozenset(),
     victims_stopping_for: Set[str] = frozenset(),
+    held_back: Set[str] = frozenset(),
 ) -> PassInputs:
     """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller);
     `made_room_for` names pending jobs running work was preempted for, and
@@ -106,7 +107,7 @@ def pass_inputs(
                     victims_stopping=job.id in victims_stopping_for,
                 )
             )
-        elif job.state in (JobState.PLACED, JobState.RUNNING) and allocations:
+        elif job.state in (JobState.PLACED, JobState.RUNNING, JobState.CHECKPOINTING) and allocations:
             attempt = job.current_attempt
             assert attempt is not None
             since = max([attempt.started_at, *(w.checkpoint_at for w in attempt.workers if w.checkpoint_at)])

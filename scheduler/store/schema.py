@@ -78,6 +78,8 @@ jobs = Table(
     Column("queue", String(63), nullable=False, default="default"),
     Column("priority", Integer, nullable=False, default=0),
     Column("restarts", Integer, nullable=False, default=0),
+    Column("hardware_restarts", Integer, nullable=False, default=0),
+    Column("lost_device_s", Float, nullable=False, default=0.0),
     Column("current_attempt", Integer, nullable=False, default=0),
     Column("created_at", Float, nullable=False),
     Column("updated_at", Float, nullable=False),
@@ -94,6 +96,14 @@ attempts = Table(
     Column("outcome", Text, nullable=False, default=""),
     Column("master_addr", String(255), nullable=False, default=""),
     Column("master_port", Integer, nullable=False, default=0),
+    Column("cause", Text, nullable=False, default=""),
+    Column("blame", String(16), nullable=False, default=""),
+    Column("failed_at", Float, nullable=True),
+    Column("lost_s", Float, nullable=False, default=0.0),
+    Column("detect_s", Float, nullable=False, default=0.0),
+    Column("restart_s", Float, nullable=False, default=0.0),
+    Column("resumed_from_step", BigInteger, nullable=False, default=0),
+    Column("resume_path", Text, nullable=False, default=""),
     ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
 )
 
@@ -133,4 +143,52 @@ events = Table(
     Column("data", JSON, nullable=False, default=dict),
     Index("ix_events_job", "job_id", "id"),
     Index("ix_events_node", "node_name", "id"),
+)
+
+# Checkpoints workers reported; only complete ones are resumed from.
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("rank", Integer, nullable=False),
+    Column("step", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("size_bytes", BigInteger, nullable=False, default=0),
+    Column("duration_s", Float, nullable=False, default=0.0),
+    Column("complete", Boolean, nullable=False, default=False),
+    Column("trigger", String(32), nullable=False, default=""),
+    ForeignKeyConstraint(["job_id"], ["jobs.id"], ondelete="CASCADE"),
+    Index("ix_checkpoints_job", "job_id", "id"),
+)
+
+# Health of each node (idx -1) and device: state plus the whole record (history, flap count).
+health = Table(
+    "health",
+    metadata,
+    Column("node_name", String(253), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("state", String(16), nullable=False),
+    Column("record", JSON, nullable=False),
+)
+
+# Attempt failures with their signals and blame: the evidence for blame's give-up rule and for
+# lemon nodes, kept across control-plane restarts.
+failures = Table(
+    "failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(64), nullable=False),
+    Column("attempt", Integer, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("blame", String(16), nullable=False),
+    Column("cause", Text, nullable=False, default=""),
+    Column("hardware", JSON, nullable=False, default=list),
+    Column("hardware_healthy", Boolean, nullable=False, default=True),
+    Column("nodes", JSON, nullable=False, default=list),
+    Column("signals", JSON, nullable=False, default=list),
+    Index("ix_failures_job", "job_id", "attempt"),
+    Index("ix_failures_at", "at"),
 )

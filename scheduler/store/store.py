@@ -20,7 +20,15 @@ from sqlalchemy import Connection, Engine, create_engine, delete, event, insert,
 from sqlalchemy.engine import make_url
 
 from scheduler.jobstate import JobState
-from scheduler.model import AttemptRecord, DeviceRecord, JobRecord, NodeRecord, WorkerPhase, WorkerRecord
+from scheduler.model import (
+    AttemptRecord,
+    CheckpointRecord,
+    DeviceRecord,
+    JobRecord,
+    NodeRecord,
+    WorkerPhase,
+    WorkerRecord,
+)
 from scheduler.store import schema
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
@@ -219,6 +227,44 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q.order_by(schema.events.c.id).limit(limit))]
 
+    # --- fault tolerance -----------------------------------------------------------------
+
+    def insert_checkpoint(self, c: CheckpointRecord) -> None:
+        with self.tx() as conn:
+            conn.execute(insert(schema.checkpoints).values(**asdict(c)))
+
+    def load_checkpoints(self, per_job: int = 50) -> dict[str, list[CheckpointRecord]]:
+        """The newest `per_job` checkpoints of every job, oldest first."""
+        out: dict[str, list[CheckpointRecord]] = {}
+        with self.engine.connect() as conn:
+            for r in conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.id)):
+                m = dict(r._mapping)
+                del m["id"]
+                out.setdefault(m["job_id"], []).append(CheckpointRecord(**m))
+        return {job: rows[-per_job:] for job, rows in out.items()}
+
+    def save_health(self, node_name: str, index: int, state: str, record: dict[str, Any]) -> None:
+        """Write one node's (index -1) or device's health record, replacing the old one."""
+        key = (schema.health.c.node_name == node_name, schema.health.c.idx == index)
+        with self.tx() as conn:
+            conn.execute(delete(schema.health).where(*key))
+            conn.execute(
+                insert(schema.health).values(node_name=node_name, idx=index, state=state, record=record)
+            )
+
+    def load_health(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(schema.health))]
+
+    def insert_failure(self, row: dict[str, Any]) -> None:
+        with self.tx() as conn:
+            conn.execute(insert(schema.failures).values(**row))
+
+    def load_failures(self, since: float = 0.0) -> list[dict[str, Any]]:
+        q = select(schema.failures).where(schema.failures.c.at >= since).order_by(schema.failures.c.id)
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(q)]
+
 
 def _device_row(d: DeviceRecord) -> dict[str, Any]:
     row = asdict(d)
@@ -237,6 +283,8 @@ def _job_row(job: JobRecord) -> dict[str, Any]:
         "queue": job.queue,
         "priority": job.priority,
         "restarts": job.restarts,
+        "hardware_restarts": job.hardware_restarts,
+        "lost_device_s": job.lost_device_s,
         "current_attempt": job.attempts[-1].number if job.attempts else 0,
         "created_at": job.created_at,
         "updated_at": job.updated_at,

@@ -72,6 +72,28 @@ async def test_environment_and_log_file(executor: Executor, py: Py, tmp_path: Pa
     assert env["MY_VAR"] == "hello"
     checkpoint_dir = tmp_path / "data" / "checkpoints" / "j1"
     assert env["CORRAL_CHECKPOINT_DIR"] == str(checkpoint_dir) and checkpoint_dir.is_dir()
+    assert env["CORRAL_CONTROL_DIR"] == str(tmp_path / "data" / "control" / "j1.2.3")
+    assert not {"CORRAL_RESUME_PATH", "CORRAL_RESUME_STEP", "CORRAL_CHECKPOINT_INTERVAL_S"} & set(env)
+
+
+async def test_resume_and_interval_environment(tmp_path: Path, py: Py) -> None:
+    inherited = {"CORRAL_RESUME_PATH": "/stale", "CORRAL_CONTROL_DIR": "/stale", "PATH": os.environ["PATH"]}
+    ex = Executor(tmp_path / "data", "CUDA_VISIBLE_DEVICES", base_env=inherited)
+    code = (
+        "import json, os, pathlib; "
+        "print(json.dumps({k: v for k, v in os.environ.items() if k.startswith('CORRAL_')})); "
+        "print(pathlib.Path(os.environ['CORRAL_CONTROL_DIR']).is_dir())"
+    )
+    s = spec(py(code), resume_path="/ckpt/step-40", resume_step=40, checkpoint_interval_s=30.0)
+    await ex.start(s)
+    await ex.wait(s.workload_id)
+    first, second = ex.log_path(s).read_text().splitlines()
+    env = json.loads(first)
+    assert (env["CORRAL_RESUME_PATH"], env["CORRAL_RESUME_STEP"]) == ("/ckpt/step-40", "40")
+    assert env["CORRAL_CHECKPOINT_INTERVAL_S"] == "30.0" and second == "True"
+    assert env["CORRAL_CONTROL_DIR"] == str(ex.control_dir(s.workload_id))
+    ex.acknowledge_exit(s.workload_id)
+    assert not ex.control_dir(s.workload_id).exists()  # read to the end and reported: gone
 
 
 async def test_checkpoint_dir_and_working_dir_from_spec(executor: Executor, py: Py, tmp_path: Path) -> None:
@@ -251,7 +273,8 @@ async def test_checkpoint_signal_only_reaches_handlers(executor: Executor, py: P
         await asyncio.sleep(0.02)
     assert marker.exists()
     ok, message = executor.request_checkpoint(without.workload_id)
-    assert not ok and "SIGUSR1" in message
+    # Filed in the channel for the SDK to find, but not signalled: it would have died of it.
+    assert ok and "no process handles SIGUSR1" in message
     await asyncio.sleep(0.1)
     assert without.workload_id in executor.running_ids()
     assert executor.request_checkpoint("nope.0.0")[0] is False

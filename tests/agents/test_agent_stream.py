@@ -193,6 +193,41 @@ async def test_power_fault_drain_commands(
     )
 
 
+async def test_checkpoint_command_and_report_precede_the_exit(
+    agent: Agent, control_plane: ServerHandle, wait_until: Wait, py: Py
+) -> None:
+    cp = control_plane.servicer
+    await wait_until(lambda: agent.client.connected.is_set(), what="connection")
+    code = (
+        "import sys, time\nfrom agents import sdk\nsdk.install()\nsdk.report_progress(1)\n"
+        "for step in range(2, 3000):\n"
+        "    time.sleep(0.01)\n"
+        "    if sdk.checkpoint_requested():\n"
+        "        path = sdk.checkpoint_dir() / 'ckpt'\n"
+        "        path.write_text('weights')\n"
+        "        sdk.report_checkpoint(step, path, trigger='requested')\n"
+        "        sys.exit(0)\n"
+        "sys.exit(5)\n"
+    )
+    start = await cp.command(start=start_command(py(code)))
+    await wait_until(lambda: start in cp.results(), what="start result")
+    await wait_until(lambda: any(w.progress_step == 1 for w in cp.of("workload")), what="progress")
+    ask = await cp.command(
+        checkpoint=agent_pb2.RequestCheckpoint(workload_id="job-7.0.0", reason="drill", request_id=17)
+    )
+    await wait_until(lambda: any(w.phase == EXITED for w in cp.of("workload")), what="exit")
+    assert cp.results()[ask].ok and "SIGUSR1 sent" in cp.results()[ask].message
+    (report,) = cp.of("checkpoint")
+    assert (report.request_id, report.trigger, report.complete) == (17, "requested", True)
+    kinds = [m.WhichOneof("body") for m in cp.reliable()]
+    exit_at = next(
+        i for i, m in enumerate(cp.reliable()) if m.HasField("workload") and m.workload.phase == EXITED
+    )
+    assert kinds.index("checkpoint") < exit_at
+    exited = cp.reliable()[exit_at].workload
+    assert exited.exit_code == 0 and exited.checkpoint_step == report.step
+
+
 async def test_run_agent_stops_workers_on_exit(
     control_plane: ServerHandle, tmp_path: Path, wait_until: Wait, py: Py
 ) -> None:

@@ -73,6 +73,21 @@ class FakeControlPlane(
         self.nodes = {n.name: n for n in (make_node("sim-h100-0"), make_node("real-0", simulated=False))}
         self.submitted: list[Any] = []
         self.lock = threading.Lock()
+        self.event_requests: list[Any] = []
+        self.cluster_events = [
+            cluster_pb2.ClusterEvent(
+                id=1, at=ts(NOW - 600), kind="node", node_name="sim-h100-0",
+                message="node sim-h100-0 connected",
+            ),
+            cluster_pb2.ClusterEvent(
+                id=2, at=ts(NOW - 300), kind="failure", job_id="j9", node_name="sim-h100-0",
+                message="attempt 1 failed", cause="xid:79 on device 3", blame="hardware",
+                data_json='{"cause": "xid:79 on device 3", "blame": "hardware"}',
+            ),
+            cluster_pb2.ClusterEvent(
+                id=3, at=ts(NOW - 290), kind="recovery", job_id="j9", message="attempt 2 on spare real-0"
+            ),
+        ]  # fmt: skip
 
     # ---- jobs
     def Submit(self, request: Any, context: Any) -> Any:
@@ -176,7 +191,28 @@ class FakeControlPlane(
             message=f"injected {request.fault} into {node.name}/{request.device_index}"
         )
 
+    def ClearHealth(self, request: Any, context: Any) -> Any:
+        node = self._node(request.name, context)
+        if request.device_index >= len(node.devices):
+            context.abort(grpc.StatusCode.NOT_FOUND, f"node {node.name} has no device {request.device_index}")
+        node.health = "HEALTHY"
+        node.ClearField("lemon_evidence")
+        node.cordoned = True  # still cordoned after a clear: the command says so
+        return node
+
     # ---- cluster
+    def ListEvents(self, request: Any, context: Any) -> Any:
+        self.event_requests.append(request)
+        kinds = set(request.kinds) or {"failure", "recovery", "health", "node"}
+        events = [
+            e
+            for e in self.cluster_events
+            if e.kind in kinds
+            and (not request.node_name or e.node_name == request.node_name)
+            and request.cause.lower() in e.cause.lower()
+        ]
+        return cluster_pb2.ListEventsResponse(events=events)
+
     def GetStatus(self, request: Any, context: Any) -> Any:
         return cluster_pb2.ClusterStatus(
             version="0.1.0",

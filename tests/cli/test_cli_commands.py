@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,63 @@ def test_server_flag_overrides_env(fake_server: Fake, dead_address: str) -> None
     _, address = fake_server
     result = runner.invoke(app, ["status", "--server", address], env={"CORRAL_SERVER": dead_address})
     assert result.exit_code == 0
+
+
+def test_events_table_json_and_filters_reach_the_server(fake_server: Fake) -> None:
+    fake, address = fake_server
+    table = corral("events", server=address)
+    assert table.exit_code == 0, table.output
+    lines = table.stdout.splitlines()
+    assert lines[0].split() == ["TIME", "KIND", "JOB", "NODE", "CAUSE", "BLAME", "MESSAGE"]
+    assert [line.split()[2] for line in lines[1:]] == ["node", "failure", "recovery"]  # newest last
+    assert "xid:79 on device 3" in lines[2] and "hardware" in lines[2]
+    data = json.loads(corral("events", "--cause", "XID:79", "-o", "json", server=address).stdout)
+    assert [e["id"] for e in data["events"]] == ["2"]  # uint64 is a string in proto JSON
+    assert json.loads(data["events"][0]["data_json"])["blame"] == "hardware"
+    none = corral("events", "--node", "ghost", server=address)
+    assert none.exit_code == 0 and "no events match" in none.stdout
+    result = corral(
+        "events", "--node", "sim-h100-0", "--kind", "failure", "-k", "NODE", "--job", "j9",
+        "--since", "10m", "--limit", "5", server=address,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    request = fake.event_requests[-1]
+    assert list(request.kinds) == ["failure", "node"] and request.node_name == "sim-h100-0"
+    assert request.job_id == "j9" and request.limit == 5
+    assert abs(request.since.seconds - (time.time() - 600)) < 3600  # a point ten minutes back, not 0
+    assert not fake.event_requests[0].HasField("since") and not fake.event_requests[0].kinds
+
+
+@pytest.mark.parametrize(
+    ("args", "flag", "hint"),
+    [
+        (["--since", "bogus"], "--since", "10m"),
+        (["--since", "yesterday"], "--since", "2026-11-23T04:00"),
+        (["--kind", "failures"], "--kind", "failure, recovery, health"),
+        (["--limit", "-1"], "--limit", ""),
+    ],
+)
+def test_events_bad_flags_exit_2_naming_the_flag(
+    dead_address: str, args: list[str], flag: str, hint: str
+) -> None:
+    # Refused before any call: the address has nothing listening, which would be exit 4.
+    result = corral("events", *args, server=dead_address)
+    assert result.exit_code == 2, result.output
+    assert flag in result.stderr and hint in result.stderr
+
+
+def test_clear_health(fake_server: Fake) -> None:
+    fake, address = fake_server
+    fake.nodes["sim-h100-0"].health = "QUARANTINED"
+    cleared = corral("clear-health", "sim-h100-0", "--reason", "reseated gpu 3", server=address)
+    assert cleared.exit_code == 0, cleared.output
+    assert "cleared node sim-h100-0; node health now HEALTHY" in cleared.stdout
+    assert "still cordoned: `corral uncordon sim-h100-0`" in cleared.stdout
+    one = json.loads(
+        corral("clear-health", "sim-h100-0", "--device", "3", "-o", "json", server=address).stdout
+    )
+    assert one["health"] == "HEALTHY" and one["name"] == "sim-h100-0"
+    assert corral("clear-health", "sim-h100-0", "--device", "42", server=address).exit_code == 3
+    assert corral("clear-health", "ghost", server=address).exit_code == 3
+    negative = corral("clear-health", "sim-h100-0", "--device", "-1", server=address)
+    assert negative.exit_code == 2 and "--device" in negative.stderr

@@ -153,3 +153,33 @@ def test_up_foreground_then_sigterm_leaves_nothing(tmp_path: Path) -> None:
     assert code == 0, (tmp_path / "up.out").read_text()
     _, alive = psutil.wait_procs(children, timeout=5)
     assert not alive, [p.cmdline() for p in alive]
+
+
+def test_events_and_node_health_against_corral_up(tmp_path: Path) -> None:
+    data = tmp_path / "c"
+    log = (tmp_path / "up.out").open("w")
+    up = subprocess.Popen(
+        [*CORRAL, "up", "--simulate", "--listen", "127.0.0.1:0", "--data-dir", str(data)],
+        stdout=log, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+    )  # fmt: skip
+    try:
+        wait_for(lambda: "Ctrl-C stops the cluster" in (tmp_path / "up.out").read_text(), timeout=90)
+        server = (data / "server.addr").read_text().strip()
+        listed = corral("events", "--kind", "node", "-o", "json", server=server)
+        assert listed.returncode == 0, listed.stderr
+        events = json.loads(listed.stdout)["events"]
+        connected = {e["node_name"] for e in events if "connected" in e["message"]}
+        assert {"sim-h100-0", "sim-h100-1", "sim-ascend-0", "sim-mlu-0"} <= connected
+        assert all(e["kind"] == "node" for e in events)
+        table = corral("events", "--node", "sim-mlu-0", "--since", "1h", server=server)
+        assert table.returncode == 0 and "node sim-mlu-0 connected" in table.stdout
+        assert "sim-h100-0" not in table.stdout
+        assert "no events match" in corral("events", "--cause", "xid:79", server=server).stdout
+        node = json.loads(corral("node", "sim-h100-0", "-o", "json", server=server).stdout)
+        assert node["health"] == "HEALTHY" and node["hot_spare"] in (True, False)
+        assert "health     HEALTHY" in corral("node", "sim-h100-0", server=server).stdout
+        missing = corral("clear-health", "sim-h100-0", "--device", "99", server=server)
+        assert missing.returncode == 3 and "no device 99" in missing.stderr
+    finally:
+        code = stop(up)
+    assert code == 0, (tmp_path / "up.out").read_text()

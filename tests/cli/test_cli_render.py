@@ -103,6 +103,7 @@ def test_nodes_table_marks_simulated_and_sums_power() -> None:
     assert lines[0].split() == [
         "NAME",
         "STATE",
+        "HEALTH",
         "BACKEND",
         "DEVICES",
         "FREE",

@@ -200,8 +200,8 @@ def test_cordon_drain_and_injected_faults_steer_placement(
     assert api.state(job_id) == "SUCCEEDED"
     assert cli(server.address, "uncordon", "n0").returncode == 0
 
-    # An injected fell-off-bus fault turns the device UNHEALTHY; placement avoids it.
-    result = cli(server.address, "sim", "inject", "--node", "n0", "--device", "3", "--fault", "fell-off-bus")
+    # An injected uncorrectable ECC error turns the device UNHEALTHY; placement avoids it.
+    result = cli(server.address, "sim", "inject", "--node", "n0", "--device", "3", "--fault", "ecc-dbe")
     assert result.returncode == 0, result.stderr
     from corral.v1 import common_pb2
 
@@ -221,6 +221,12 @@ def test_cordon_drain_and_injected_faults_steer_placement(
     )
     job = api.wait_state(job_id, "SUCCEEDED", "FAILED")
     assert 3 not in job.attempts[0].workers[0].device_indices
+
+    # A device fallen off the bus takes its node out: UNHEALTHY and cordoned automatically.
+    result = cli(server.address, "sim", "inject", "--node", "n1", "--device", "0", "--fault", "fell-off-bus")
+    assert result.returncode == 0, result.stderr
+    gone = wait_for(lambda: (n := api.node("n1")).cordoned and n, 15, what="n1 auto-cordoned")
+    assert gone.health == "UNHEALTHY" and "auto-cordoned" in gone.cordon_reason
 
     bad = cli(server.address, "sim", "inject", "--node", "n0", "--device", "0", "--fault", "meltdown")
     assert bad.returncode == 2 and "xid:<code>" in bad.stderr

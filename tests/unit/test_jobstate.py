@@ -18,6 +18,12 @@ from scheduler.jobstate import ALLOWED_TRANSITIONS, IllegalTransition, JobState,
         (JobState.PLACED, JobState.PENDING),
         (JobState.PENDING, JobState.CANCELLED),
         (JobState.RUNNING, JobState.CANCELLED),
+        (JobState.RUNNING, JobState.RECOVERING),  # a failure with restarts left
+        (JobState.RECOVERING, JobState.PLACED),  # placed again, hot spares first
+        (JobState.RECOVERING, JobState.PENDING),  # no room yet: back to the queue
+        (JobState.RUNNING, JobState.CHECKPOINTING),  # asked to checkpoint before a move
+        (JobState.CHECKPOINTING, JobState.PENDING),  # checkpoint in: requeued
+        (JobState.CHECKPOINTING, JobState.RECOVERING),  # failed while writing it
     ],
 )
 def test_allowed(current: JobState, new: JobState) -> None:
@@ -33,6 +39,8 @@ def test_allowed(current: JobState, new: JobState) -> None:
         (JobState.FAILED, JobState.RUNNING),
         (JobState.CANCELLED, JobState.PENDING),
         (JobState.RUNNING, JobState.PLACED),
+        (JobState.RECOVERING, JobState.RUNNING),  # a recovering gang is placed first
+        (JobState.PENDING, JobState.CHECKPOINTING),  # nothing runs to checkpoint
     ],
 )
 def test_refused_with_a_message_naming_both_states(current: JobState, new: JobState) -> None:

@@ -32,6 +32,7 @@ class AgentMessage(_message.Message):
     LOG_FIELD_NUMBER: _builtins.int
     COMMAND_RESULT_FIELD_NUMBER: _builtins.int
     LEAVING_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_FIELD_NUMBER: _builtins.int
     seq: _builtins.int
     """Per-agent-session sequence number of messages that need an ack (events, workload
     status); 0 for telemetry and log chunks, which are not replayed.
@@ -50,6 +51,8 @@ class AgentMessage(_message.Message):
     def command_result(self) -> Global___CommandResult: ...
     @_builtins.property
     def leaving(self) -> Global___Leaving: ...
+    @_builtins.property
+    def checkpoint(self) -> Global___CheckpointReport: ...
     def __init__(
         self,
         *,
@@ -61,16 +64,71 @@ class AgentMessage(_message.Message):
         log: Global___LogChunk | None = ...,
         command_result: Global___CommandResult | None = ...,
         leaving: Global___Leaving | None = ...,
+        checkpoint: Global___CheckpointReport | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "checkpoint", b"checkpoint", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "seq", b"seq", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body", "checkpoint", b"checkpoint", "command_result", b"command_result", "health", b"health", "leaving", b"leaving", "log", b"log", "register", b"register", "seq", b"seq", "telemetry", b"telemetry", "workload", b"workload"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "telemetry", "health", "workload", "log", "command_result", "leaving"]  # noqa: Y015
+    _WhichOneofReturnType_body: _TypeAlias = _typing.Literal["register", "telemetry", "health", "workload", "log", "command_result", "leaving", "checkpoint"]  # noqa: Y015
     _WhichOneofArgType_body: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_body) -> _WhichOneofReturnType_body | None: ...
 
 Global___AgentMessage: _TypeAlias = AgentMessage  # noqa: Y015
+
+@_typing.final
+class CheckpointReport(_message.Message):
+    """A checkpoint a worker wrote, as the checkpoint SDK (agents/sdk.py) reported it to its agent.
+    Only complete ones are resumed from: `complete` is the SDK's word that every byte is on disk
+    (written to a temporary name, fsynced, renamed) and `size_bytes` what it found there.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKLOAD_ID_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    DURATION_S_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    workload_id: _builtins.str
+    step: _builtins.int
+    path: _builtins.str
+    size_bytes: _builtins.int
+    duration_s: _builtins.float
+    """how long training was blocked writing it"""
+    complete: _builtins.bool
+    trigger: _builtins.str
+    """"periodic", "requested", "final", "signal", ..."""
+    request_id: _builtins.int
+    """the RequestCheckpoint it answers; 0 if none"""
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp:
+        """when the write finished"""
+
+    def __init__(
+        self,
+        *,
+        workload_id: _builtins.str = ...,
+        step: _builtins.int = ...,
+        path: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        duration_s: _builtins.float = ...,
+        complete: _builtins.bool = ...,
+        trigger: _builtins.str = ...,
+        request_id: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "complete", b"complete", "duration_s", b"duration_s", "path", b"path", "request_id", b"request_id", "size_bytes", b"size_bytes", "step", b"step", "trigger", b"trigger", "workload_id", b"workload_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CheckpointReport: _TypeAlias = CheckpointReport  # noqa: Y015
 
 @_typing.final
 class Register(_message.Message):
@@ -404,6 +462,9 @@ class StartWorkload(_message.Message):
     MASTER_ADDR_FIELD_NUMBER: _builtins.int
     MASTER_PORT_FIELD_NUMBER: _builtins.int
     LOCAL_WORLD_SIZE_FIELD_NUMBER: _builtins.int
+    RESUME_PATH_FIELD_NUMBER: _builtins.int
+    RESUME_STEP_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_INTERVAL_S_FIELD_NUMBER: _builtins.int
     workload_id: _builtins.str
     job_id: _builtins.str
     attempt: _builtins.int
@@ -416,6 +477,11 @@ class StartWorkload(_message.Message):
     master_port: _builtins.int
     local_world_size: _builtins.int
     """workers of this attempt on this node"""
+    resume_path: _builtins.str
+    """The latest complete checkpoint of the job, for the SDK's resume_path(); "" for a fresh start."""
+    resume_step: _builtins.int
+    checkpoint_interval_s: _builtins.float
+    """the interval in force when started; 0: none"""
     @_builtins.property
     def device_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]: ...
     @_builtins.property
@@ -439,10 +505,13 @@ class StartWorkload(_message.Message):
         master_addr: _builtins.str = ...,
         master_port: _builtins.int = ...,
         local_world_size: _builtins.int = ...,
+        resume_path: _builtins.str = ...,
+        resume_step: _builtins.int = ...,
+        checkpoint_interval_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "checkpoint_dir", b"checkpoint_dir", "command", b"command", "device_indices", b"device_indices", "env", b"env", "job_id", b"job_id", "local_rank", b"local_rank", "local_world_size", b"local_world_size", "master_addr", b"master_addr", "master_port", b"master_port", "rank", b"rank", "working_dir", b"working_dir", "workload_id", b"workload_id", "world_size", b"world_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "checkpoint_dir", b"checkpoint_dir", "checkpoint_interval_s", b"checkpoint_interval_s", "command", b"command", "device_indices", b"device_indices", "env", b"env", "job_id", b"job_id", "local_rank", b"local_rank", "local_world_size", b"local_world_size", "master_addr", b"master_addr", "master_port", b"master_port", "rank", b"rank", "resume_path", b"resume_path", "resume_step", b"resume_step", "working_dir", b"working_dir", "workload_id", b"workload_id", "world_size", b"world_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -475,21 +544,27 @@ Global___StopWorkload: _TypeAlias = StopWorkload  # noqa: Y015
 
 @_typing.final
 class RequestCheckpoint(_message.Message):
+    """Relayed to the worker by SIGUSR1 and the SDK's local channel."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKLOAD_ID_FIELD_NUMBER: _builtins.int
     REASON_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     workload_id: _builtins.str
     reason: _builtins.str
+    request_id: _builtins.int
+    """echoed in the CheckpointReport that answers it"""
     def __init__(
         self,
         *,
         workload_id: _builtins.str = ...,
         reason: _builtins.str = ...,
+        request_id: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "workload_id", b"workload_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "request_id", b"request_id", "workload_id", b"workload_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -45,6 +45,11 @@ class ClusterServiceStub:
                 request_serializer=corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.FromString,
                 _registered_method=True)
+        self.ListEvents = channel.unary_unary(
+                '/corral.v1.ClusterService/ListEvents',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.ListEventsRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.ListEventsResponse.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -64,6 +69,13 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListEvents(self, request, context):
+        """Failures and recoveries cluster-wide: `corral events`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +88,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListQueues,
                     request_deserializer=corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.FromString,
                     response_serializer=corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.SerializeToString,
+            ),
+            'ListEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListEvents,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.ListEventsRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.ListEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -133,6 +150,33 @@ class ClusterService:
             '/corral.v1.ClusterService/ListQueues',
             corral_dot_v1_dot_cluster__pb2.ListQueuesRequest.SerializeToString,
             corral_dot_v1_dot_cluster__pb2.ListQueuesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/ListEvents',
+            corral_dot_v1_dot_cluster__pb2.ListEventsRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.ListEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -36,6 +36,8 @@ class ClusterServiceStub:
     GetStatus: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetStatusRequest, _cluster_pb2.ClusterStatus]
     ListQueues: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListQueuesRequest, _cluster_pb2.ListQueuesResponse]
     """Queues with their quotas, what is in use and what waits: `corral queues`."""
+    ListEvents: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListEventsRequest, _cluster_pb2.ListEventsResponse]
+    """Failures and recoveries cluster-wide: `corral events`."""
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -45,6 +47,8 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     GetStatus: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetStatusRequest, _cluster_pb2.ClusterStatus]  # type: ignore[assignment]
     ListQueues: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListQueuesRequest, _cluster_pb2.ListQueuesResponse]  # type: ignore[assignment]
     """Queues with their quotas, what is in use and what waits: `corral queues`."""
+    ListEvents: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListEventsRequest, _cluster_pb2.ListEventsResponse]  # type: ignore[assignment]
+    """Failures and recoveries cluster-wide: `corral events`."""
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     """Control-plane status, for `corral status` and the benchmarks."""
@@ -63,5 +67,13 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.ListQueuesResponse, _abc.Awaitable[_cluster_pb2.ListQueuesResponse]]:
         """Queues with their quotas, what is in use and what waits: `corral queues`."""
+
+    @_abc_1.abstractmethod
+    def ListEvents(
+        self,
+        request: _cluster_pb2.ListEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ListEventsResponse, _abc.Awaitable[_cluster_pb2.ListEventsResponse]]:
+        """Failures and recoveries cluster-wide: `corral events`."""
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

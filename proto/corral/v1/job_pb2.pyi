@@ -33,6 +33,10 @@ class _JobStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobState.Val
     JOB_STATE_SUCCEEDED: _JobState.ValueType  # 4
     JOB_STATE_FAILED: _JobState.ValueType  # 5
     JOB_STATE_CANCELLED: _JobState.ValueType  # 6
+    JOB_STATE_CHECKPOINTING: _JobState.ValueType  # 7
+    """a checkpoint was asked for before a move; still running"""
+    JOB_STATE_RECOVERING: _JobState.ValueType  # 8
+    """an attempt failed; stopping the gang, backing off, re-placing"""
 
 class JobState(_JobState, metaclass=_JobStateEnumTypeWrapper): ...
 
@@ -43,6 +47,10 @@ JOB_STATE_RUNNING: JobState.ValueType  # 3
 JOB_STATE_SUCCEEDED: JobState.ValueType  # 4
 JOB_STATE_FAILED: JobState.ValueType  # 5
 JOB_STATE_CANCELLED: JobState.ValueType  # 6
+JOB_STATE_CHECKPOINTING: JobState.ValueType  # 7
+"""a checkpoint was asked for before a move; still running"""
+JOB_STATE_RECOVERING: JobState.ValueType  # 8
+"""an attempt failed; stopping the gang, backing off, re-placing"""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
 @_typing.final
@@ -144,6 +152,9 @@ class JobSpec(_message.Message):
     CPU_MILLI_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     TOPOLOGY_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_INTERVAL_S_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_INTERVAL_AUTO_FIELD_NUMBER: _builtins.int
+    HANG_TIMEOUT_S_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     image: _builtins.str
     """reserved for the Kubernetes launcher"""
@@ -160,6 +171,12 @@ class JobSpec(_message.Message):
     """per worker; 0: no CPU reserved"""
     memory_bytes: _builtins.int
     """per worker; 0: no memory reserved"""
+    checkpoint_interval_s: _builtins.float
+    """ask for a checkpoint this often; 0: never (unless auto)"""
+    checkpoint_interval_auto: _builtins.bool
+    """Young/Daly from the observed failure rate and checkpoint cost"""
+    hang_timeout_s: _builtins.float
+    """no progress report for this long: a hang; 0: not watched"""
     @_builtins.property
     def command(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -190,10 +207,13 @@ class JobSpec(_message.Message):
         cpu_milli: _builtins.int = ...,
         memory_bytes: _builtins.int = ...,
         topology: Global___TopologyPreference | None = ...,
+        checkpoint_interval_s: _builtins.float = ...,
+        checkpoint_interval_auto: _builtins.bool = ...,
+        hang_timeout_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "topology", b"topology"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "args", b"args", "checkpoint_dir", b"checkpoint_dir", "command", b"command", "cpu_milli", b"cpu_milli", "device_milli", b"device_milli", "devices_per_worker", b"devices_per_worker", "env", b"env", "image", b"image", "max_restarts", b"max_restarts", "memory_bytes", b"memory_bytes", "name", b"name", "priority", b"priority", "queue", b"queue", "topology", b"topology", "workers", b"workers", "working_dir", b"working_dir"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accelerator", b"accelerator", "args", b"args", "checkpoint_dir", b"checkpoint_dir", "checkpoint_interval_auto", b"checkpoint_interval_auto", "checkpoint_interval_s", b"checkpoint_interval_s", "command", b"command", "cpu_milli", b"cpu_milli", "device_milli", b"device_milli", "devices_per_worker", b"devices_per_worker", "env", b"env", "hang_timeout_s", b"hang_timeout_s", "image", b"image", "max_restarts", b"max_restarts", "memory_bytes", b"memory_bytes", "name", b"name", "priority", b"priority", "queue", b"queue", "topology", b"topology", "workers", b"workers", "working_dir", b"working_dir"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -252,16 +272,39 @@ class Attempt(_message.Message):
     WORKERS_FIELD_NUMBER: _builtins.int
     MASTER_ADDR_FIELD_NUMBER: _builtins.int
     MASTER_PORT_FIELD_NUMBER: _builtins.int
+    CAUSE_FIELD_NUMBER: _builtins.int
+    BLAME_FIELD_NUMBER: _builtins.int
+    RESUMED_FROM_STEP_FIELD_NUMBER: _builtins.int
+    RESUME_PATH_FIELD_NUMBER: _builtins.int
+    LOST_S_FIELD_NUMBER: _builtins.int
+    FAILED_AT_FIELD_NUMBER: _builtins.int
+    DETECT_S_FIELD_NUMBER: _builtins.int
+    RESTART_S_FIELD_NUMBER: _builtins.int
     number: _builtins.int
     outcome: _builtins.str
     master_addr: _builtins.str
     master_port: _builtins.int
+    cause: _builtins.str
+    """the failure signal that ended it, in one line"""
+    blame: _builtins.str
+    """"hardware", "job", "unknown", "" (not a failure)"""
+    resumed_from_step: _builtins.int
+    """0: a fresh start"""
+    resume_path: _builtins.str
+    lost_s: _builtins.float
+    """wall time of work redone: failure minus last checkpoint"""
+    detect_s: _builtins.float
+    """failure observed -> control plane decided"""
+    restart_s: _builtins.float
+    """decided -> every worker of the next attempt running"""
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def ended_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def workers(self) -> _containers.RepeatedCompositeFieldContainer[Global___WorkerPlacement]: ...
+    @_builtins.property
+    def failed_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -272,14 +315,66 @@ class Attempt(_message.Message):
         workers: _abc.Iterable[Global___WorkerPlacement] | None = ...,
         master_addr: _builtins.str = ...,
         master_port: _builtins.int = ...,
+        cause: _builtins.str = ...,
+        blame: _builtins.str = ...,
+        resumed_from_step: _builtins.int = ...,
+        resume_path: _builtins.str = ...,
+        lost_s: _builtins.float = ...,
+        failed_at: _timestamp_pb2.Timestamp | None = ...,
+        detect_s: _builtins.float = ...,
+        restart_s: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "started_at", b"started_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "failed_at", b"failed_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ended_at", b"ended_at", "master_addr", b"master_addr", "master_port", b"master_port", "number", b"number", "outcome", b"outcome", "started_at", b"started_at", "workers", b"workers"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blame", b"blame", "cause", b"cause", "detect_s", b"detect_s", "ended_at", b"ended_at", "failed_at", b"failed_at", "lost_s", b"lost_s", "master_addr", b"master_addr", "master_port", b"master_port", "number", b"number", "outcome", b"outcome", "restart_s", b"restart_s", "resume_path", b"resume_path", "resumed_from_step", b"resumed_from_step", "started_at", b"started_at", "workers", b"workers"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Attempt: _TypeAlias = Attempt  # noqa: Y015
+
+@_typing.final
+class Checkpoint(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    RANK_FIELD_NUMBER: _builtins.int
+    STEP_FIELD_NUMBER: _builtins.int
+    PATH_FIELD_NUMBER: _builtins.int
+    AT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    DURATION_S_FIELD_NUMBER: _builtins.int
+    COMPLETE_FIELD_NUMBER: _builtins.int
+    TRIGGER_FIELD_NUMBER: _builtins.int
+    attempt: _builtins.int
+    rank: _builtins.int
+    step: _builtins.int
+    path: _builtins.str
+    size_bytes: _builtins.int
+    duration_s: _builtins.float
+    complete: _builtins.bool
+    trigger: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        attempt: _builtins.int = ...,
+        rank: _builtins.int = ...,
+        step: _builtins.int = ...,
+        path: _builtins.str = ...,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        size_bytes: _builtins.int = ...,
+        duration_s: _builtins.float = ...,
+        complete: _builtins.bool = ...,
+        trigger: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "complete", b"complete", "duration_s", b"duration_s", "path", b"path", "rank", b"rank", "size_bytes", b"size_bytes", "step", b"step", "trigger", b"trigger"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Checkpoint: _TypeAlias = Checkpoint  # noqa: Y015
 
 @_typing.final
 class Job(_message.Message):
@@ -294,12 +389,19 @@ class Job(_message.Message):
     RESTARTS_FIELD_NUMBER: _builtins.int
     ATTEMPTS_FIELD_NUMBER: _builtins.int
     OWNER_FIELD_NUMBER: _builtins.int
+    CHECKPOINTS_FIELD_NUMBER: _builtins.int
+    CHECKPOINT_INTERVAL_FIELD_NUMBER: _builtins.int
+    LOST_DEVICE_S_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     state: Global___JobState.ValueType
     reason: _builtins.str
     """why it is in this state, in one line"""
     restarts: _builtins.int
     owner: _builtins.str
+    checkpoint_interval: _builtins.str
+    """the interval in force and why, in one line"""
+    lost_device_s: _builtins.float
+    """device-seconds lost to failures (redone work + restarts)"""
     @_builtins.property
     def spec(self) -> Global___JobSpec: ...
     @_builtins.property
@@ -308,6 +410,10 @@ class Job(_message.Message):
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def attempts(self) -> _containers.RepeatedCompositeFieldContainer[Global___Attempt]: ...
+    @_builtins.property
+    def checkpoints(self) -> _containers.RepeatedCompositeFieldContainer[Global___Checkpoint]:
+        """newest last; a bounded recent window"""
+
     def __init__(
         self,
         *,
@@ -320,10 +426,13 @@ class Job(_message.Message):
         restarts: _builtins.int = ...,
         attempts: _abc.Iterable[Global___Attempt] | None = ...,
         owner: _builtins.str = ...,
+        checkpoints: _abc.Iterable[Global___Checkpoint] | None = ...,
+        checkpoint_interval: _builtins.str = ...,
+        lost_device_s: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "spec", b"spec", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "created_at", b"created_at", "id", b"id", "owner", b"owner", "reason", b"reason", "restarts", b"restarts", "spec", b"spec", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempts", b"attempts", "checkpoint_interval", b"checkpoint_interval", "checkpoints", b"checkpoints", "created_at", b"created_at", "id", b"id", "lost_device_s", b"lost_device_s", "owner", b"owner", "reason", b"reason", "restarts", b"restarts", "spec", b"spec", "state", b"state", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

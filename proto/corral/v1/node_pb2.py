@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from corral.v1 import common_pb2 as corral_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63orral/v1/node.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63orral/v1/common.proto\"\xc7\x03\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.corral.v1.NodeState\x12\x10\n\x08\x63ordoned\x18\x03 \x01(\x08\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\"\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x11.corral.v1.Device\x12-\n\ttelemetry\x18\t \x03(\x0b\x32\x1a.corral.v1.DeviceTelemetry\x12-\n\tlast_seen\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06labels\x18\x0b \x03(\x0b\x32\x1b.corral.v1.Node.LabelsEntry\x12\x15\n\ragent_version\x18\x0c \x01(\t\x12\x11\n\tworkloads\x18\r \x03(\t\x12\x15\n\rcordon_reason\x18\x0e \x01(\t\x12\x14\n\x0c\x64\x65vices_free\x18\x0f \x01(\r\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.corral.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x11NodeActionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"L\n\x12InjectFaultRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\r\x12\r\n\x05\x66\x61ult\x18\x03 \x01(\t\"&\n\x13InjectFaultResponse\x12\x0f\n\x07message\x18\x01 \x01(\t*Z\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x1b\n\x17NODE_STATE_DISCONNECTED\x10\x02\x32\xfd\x02\n\x0bNodeService\x12\x41\n\x04List\x12\x1b.corral.v1.ListNodesRequest\x1a\x1c.corral.v1.ListNodesResponse\x12\x31\n\x03Get\x12\x19.corral.v1.GetNodeRequest\x1a\x0f.corral.v1.Node\x12\x37\n\x06\x43ordon\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12\x39\n\x08Uncordon\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12\x36\n\x05\x44rain\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12L\n\x0bInjectFault\x12\x1d.corral.v1.InjectFaultRequest\x1a\x1e.corral.v1.InjectFaultResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14\x63orral/v1/node.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63orral/v1/common.proto\"\xcd\x04\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.corral.v1.NodeState\x12\x10\n\x08\x63ordoned\x18\x03 \x01(\x08\x12\x10\n\x08\x64raining\x18\x04 \x01(\x08\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x11\n\tsimulated\x18\x07 \x01(\x08\x12\"\n\x07\x64\x65vices\x18\x08 \x03(\x0b\x32\x11.corral.v1.Device\x12-\n\ttelemetry\x18\t \x03(\x0b\x32\x1a.corral.v1.DeviceTelemetry\x12-\n\tlast_seen\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x06labels\x18\x0b \x03(\x0b\x32\x1b.corral.v1.Node.LabelsEntry\x12\x15\n\ragent_version\x18\x0c \x01(\t\x12\x11\n\tworkloads\x18\r \x03(\t\x12\x15\n\rcordon_reason\x18\x0e \x01(\t\x12\x14\n\x0c\x64\x65vices_free\x18\x0f \x01(\r\x12\x0e\n\x06health\x18\x10 \x01(\t\x12/\n\x0ehealth_history\x18\x11 \x03(\x0b\x32\x17.corral.v1.HealthChange\x12\x30\n\x0elemon_evidence\x18\x12 \x03(\x0b\x32\x18.corral.v1.LemonEvidence\x12\x11\n\thot_spare\x18\x13 \x01(\x08\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x82\x01\n\x0cHealthChange\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\x05\x12\x12\n\nfrom_state\x18\x03 \x01(\t\x12\x10\n\x08to_state\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"i\n\rLemonEvidence\x12&\n\x02\x61t\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0f\n\x07signals\x18\x04 \x01(\t\"H\n\x12\x43learHealthRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\x05\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x12\n\x10ListNodesRequest\"3\n\x11ListNodesResponse\x12\x1e\n\x05nodes\x18\x01 \x03(\x0b\x32\x0f.corral.v1.Node\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"1\n\x11NodeActionRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"L\n\x12InjectFaultRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x14\n\x0c\x64\x65vice_index\x18\x02 \x01(\r\x12\r\n\x05\x66\x61ult\x18\x03 \x01(\t\"&\n\x13InjectFaultResponse\x12\x0f\n\x07message\x18\x01 \x01(\t*Z\n\tNodeState\x12\x1a\n\x16NODE_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10NODE_STATE_READY\x10\x01\x12\x1b\n\x17NODE_STATE_DISCONNECTED\x10\x02\x32\xbc\x03\n\x0bNodeService\x12\x41\n\x04List\x12\x1b.corral.v1.ListNodesRequest\x1a\x1c.corral.v1.ListNodesResponse\x12\x31\n\x03Get\x12\x19.corral.v1.GetNodeRequest\x1a\x0f.corral.v1.Node\x12\x37\n\x06\x43ordon\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12\x39\n\x08Uncordon\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12\x36\n\x05\x44rain\x12\x1c.corral.v1.NodeActionRequest\x1a\x0f.corral.v1.Node\x12L\n\x0bInjectFault\x12\x1d.corral.v1.InjectFaultRequest\x1a\x1e.corral.v1.InjectFaultResponse\x12=\n\x0b\x43learHealth\x12\x1d.corral.v1.ClearHealthRequest\x1a\x0f.corral.v1.Nodeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,24 +35,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_NODE_LABELSENTRY']._loaded_options = None
   _globals['_NODE_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_NODESTATE']._serialized_start=824
-  _globals['_NODESTATE']._serialized_end=914
+  _globals['_NODESTATE']._serialized_start=1272
+  _globals['_NODESTATE']._serialized_end=1362
   _globals['_NODE']._serialized_start=93
-  _globals['_NODE']._serialized_end=548
-  _globals['_NODE_LABELSENTRY']._serialized_start=503
-  _globals['_NODE_LABELSENTRY']._serialized_end=548
-  _globals['_LISTNODESREQUEST']._serialized_start=550
-  _globals['_LISTNODESREQUEST']._serialized_end=568
-  _globals['_LISTNODESRESPONSE']._serialized_start=570
-  _globals['_LISTNODESRESPONSE']._serialized_end=621
-  _globals['_GETNODEREQUEST']._serialized_start=623
-  _globals['_GETNODEREQUEST']._serialized_end=653
-  _globals['_NODEACTIONREQUEST']._serialized_start=655
-  _globals['_NODEACTIONREQUEST']._serialized_end=704
-  _globals['_INJECTFAULTREQUEST']._serialized_start=706
-  _globals['_INJECTFAULTREQUEST']._serialized_end=782
-  _globals['_INJECTFAULTRESPONSE']._serialized_start=784
-  _globals['_INJECTFAULTRESPONSE']._serialized_end=822
-  _globals['_NODESERVICE']._serialized_start=917
-  _globals['_NODESERVICE']._serialized_end=1298
+  _globals['_NODE']._serialized_end=682
+  _globals['_NODE_LABELSENTRY']._serialized_start=637
+  _globals['_NODE_LABELSENTRY']._serialized_end=682
+  _globals['_HEALTHCHANGE']._serialized_start=685
+  _globals['_HEALTHCHANGE']._serialized_end=815
+  _globals['_LEMONEVIDENCE']._serialized_start=817
+  _globals['_LEMONEVIDENCE']._serialized_end=922
+  _globals['_CLEARHEALTHREQUEST']._serialized_start=924
+  _globals['_CLEARHEALTHREQUEST']._serialized_end=996
+  _globals['_LISTNODESREQUEST']._serialized_start=998
+  _globals['_LISTNODESREQUEST']._serialized_end=1016
+  _globals['_LISTNODESRESPONSE']._serialized_start=1018
+  _globals['_LISTNODESRESPONSE']._serialized_end=1069
+  _globals['_GETNODEREQUEST']._serialized_start=1071
+  _globals['_GETNODEREQUEST']._serialized_end=1101
+  _globals['_NODEACTIONREQUEST']._serialized_start=1103
+  _globals['_NODEACTIONREQUEST']._serialized_end=1152
+  _globals['_INJECTFAULTREQUEST']._serialized_start=1154
+  _globals['_INJECTFAULTREQUEST']._serialized_end=1230
+  _globals['_INJECTFAULTRESPONSE']._serialized_start=1232
+  _globals['_INJECTFAULTRESPONSE']._serialized_end=1270
+  _globals['_NODESERVICE']._serialized_start=1365
+  _globals['_NODESERVICE']._serialized_end=1809
 # @@protoc_insertion_point(module_scope)

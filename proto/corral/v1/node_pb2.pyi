@@ -77,6 +77,10 @@ class Node(_message.Message):
     WORKLOADS_FIELD_NUMBER: _builtins.int
     CORDON_REASON_FIELD_NUMBER: _builtins.int
     DEVICES_FREE_FIELD_NUMBER: _builtins.int
+    HEALTH_FIELD_NUMBER: _builtins.int
+    HEALTH_HISTORY_FIELD_NUMBER: _builtins.int
+    LEMON_EVIDENCE_FIELD_NUMBER: _builtins.int
+    HOT_SPARE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     state: Global___NodeState.ValueType
     cordoned: _builtins.bool
@@ -87,6 +91,10 @@ class Node(_message.Message):
     agent_version: _builtins.str
     cordon_reason: _builtins.str
     devices_free: _builtins.int
+    health: _builtins.str
+    """HEALTHY, SUSPECT, UNHEALTHY, QUARANTINED"""
+    hot_spare: _builtins.bool
+    """held back for gangs recovering from a failure"""
     @_builtins.property
     def devices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Device]: ...
     @_builtins.property
@@ -100,6 +108,14 @@ class Node(_message.Message):
     @_builtins.property
     def workloads(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """workload ids running here"""
+
+    @_builtins.property
+    def health_history(self) -> _containers.RepeatedCompositeFieldContainer[Global___HealthChange]:
+        """the node's and its devices', oldest first"""
+
+    @_builtins.property
+    def lemon_evidence(self) -> _containers.RepeatedCompositeFieldContainer[Global___LemonEvidence]:
+        """why it is quarantined, if it is"""
 
     def __init__(
         self,
@@ -119,14 +135,106 @@ class Node(_message.Message):
         workloads: _abc.Iterable[_builtins.str] | None = ...,
         cordon_reason: _builtins.str = ...,
         devices_free: _builtins.int = ...,
+        health: _builtins.str = ...,
+        health_history: _abc.Iterable[Global___HealthChange] | None = ...,
+        lemon_evidence: _abc.Iterable[Global___LemonEvidence] | None = ...,
+        hot_spare: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_seen", b"last_seen"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_version", b"agent_version", "backend", b"backend", "cordon_reason", b"cordon_reason", "cordoned", b"cordoned", "devices", b"devices", "devices_free", b"devices_free", "draining", b"draining", "labels", b"labels", "last_seen", b"last_seen", "name", b"name", "simulated", b"simulated", "state", b"state", "telemetry", b"telemetry", "workloads", b"workloads"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_version", b"agent_version", "backend", b"backend", "cordon_reason", b"cordon_reason", "cordoned", b"cordoned", "devices", b"devices", "devices_free", b"devices_free", "draining", b"draining", "health", b"health", "health_history", b"health_history", "hot_spare", b"hot_spare", "labels", b"labels", "last_seen", b"last_seen", "lemon_evidence", b"lemon_evidence", "name", b"name", "simulated", b"simulated", "state", b"state", "telemetry", b"telemetry", "workloads", b"workloads"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Node: _TypeAlias = Node  # noqa: Y015
+
+@_typing.final
+class HealthChange(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    DEVICE_INDEX_FIELD_NUMBER: _builtins.int
+    FROM_STATE_FIELD_NUMBER: _builtins.int
+    TO_STATE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    device_index: _builtins.int
+    """-1: the node itself"""
+    from_state: _builtins.str
+    to_state: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        device_index: _builtins.int = ...,
+        from_state: _builtins.str = ...,
+        to_state: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "device_index", b"device_index", "from_state", b"from_state", "reason", b"reason", "to_state", b"to_state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HealthChange: _TypeAlias = HealthChange  # noqa: Y015
+
+@_typing.final
+class LemonEvidence(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AT_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    ATTEMPT_FIELD_NUMBER: _builtins.int
+    SIGNALS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    attempt: _builtins.int
+    signals: _builtins.str
+    @_builtins.property
+    def at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        at: _timestamp_pb2.Timestamp | None = ...,
+        job_id: _builtins.str = ...,
+        attempt: _builtins.int = ...,
+        signals: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["at", b"at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["at", b"at", "attempt", b"attempt", "job_id", b"job_id", "signals", b"signals"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LemonEvidence: _TypeAlias = LemonEvidence  # noqa: Y015
+
+@_typing.final
+class ClearHealthRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    DEVICE_INDEX_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    device_index: _builtins.int
+    """-1: the node and all its devices"""
+    reason: _builtins.str
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        device_index: _builtins.int = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device_index", b"device_index", "name", b"name", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ClearHealthRequest: _TypeAlias = ClearHealthRequest  # noqa: Y015
 
 @_typing.final
 class ListNodesRequest(_message.Message):

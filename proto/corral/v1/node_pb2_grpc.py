@@ -64,6 +64,11 @@ class NodeServiceStub:
                 request_serializer=corral_dot_v1_dot_node__pb2.InjectFaultRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_node__pb2.InjectFaultResponse.FromString,
                 _registered_method=True)
+        self.ClearHealth = channel.unary_unary(
+                '/corral.v1.NodeService/ClearHealth',
+                request_serializer=corral_dot_v1_dot_node__pb2.ClearHealthRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_node__pb2.Node.FromString,
+                _registered_method=True)
 
 
 class NodeServiceServicer:
@@ -106,6 +111,14 @@ class NodeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ClearHealth(self, request, context):
+        """An operator's word that a node (device -1) or one device is fine: back to HEALTHY,
+        out of quarantine, flap count reset. Does not uncordon: that stays a separate act.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_NodeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -138,6 +151,11 @@ def add_NodeServiceServicer_to_server(servicer, server):
                     servicer.InjectFault,
                     request_deserializer=corral_dot_v1_dot_node__pb2.InjectFaultRequest.FromString,
                     response_serializer=corral_dot_v1_dot_node__pb2.InjectFaultResponse.SerializeToString,
+            ),
+            'ClearHealth': grpc.unary_unary_rpc_method_handler(
+                    servicer.ClearHealth,
+                    request_deserializer=corral_dot_v1_dot_node__pb2.ClearHealthRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_node__pb2.Node.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -302,6 +320,33 @@ class NodeService:
             '/corral.v1.NodeService/InjectFault',
             corral_dot_v1_dot_node__pb2.InjectFaultRequest.SerializeToString,
             corral_dot_v1_dot_node__pb2.InjectFaultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ClearHealth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.NodeService/ClearHealth',
+            corral_dot_v1_dot_node__pb2.ClearHealthRequest.SerializeToString,
+            corral_dot_v1_dot_node__pb2.Node.FromString,
             options,
             channel_credentials,
             insecure,

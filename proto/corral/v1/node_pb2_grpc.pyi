@@ -38,6 +38,10 @@ class NodeServiceStub:
     Drain: _grpc.UnaryUnaryMultiCallable[_node_pb2.NodeActionRequest, _node_pb2.Node]
     InjectFault: _grpc.UnaryUnaryMultiCallable[_node_pb2.InjectFaultRequest, _node_pb2.InjectFaultResponse]
     """Simulated backends only: inject a fault into one device."""
+    ClearHealth: _grpc.UnaryUnaryMultiCallable[_node_pb2.ClearHealthRequest, _node_pb2.Node]
+    """An operator's word that a node (device -1) or one device is fine: back to HEALTHY,
+    out of quarantine, flap count reset. Does not uncordon: that stays a separate act.
+    """
 
 @_typing.type_check_only
 class NodeServiceAsyncStub(NodeServiceStub):
@@ -49,6 +53,10 @@ class NodeServiceAsyncStub(NodeServiceStub):
     Drain: _aio.UnaryUnaryMultiCallable[_node_pb2.NodeActionRequest, _node_pb2.Node]  # type: ignore[assignment]
     InjectFault: _aio.UnaryUnaryMultiCallable[_node_pb2.InjectFaultRequest, _node_pb2.InjectFaultResponse]  # type: ignore[assignment]
     """Simulated backends only: inject a fault into one device."""
+    ClearHealth: _aio.UnaryUnaryMultiCallable[_node_pb2.ClearHealthRequest, _node_pb2.Node]  # type: ignore[assignment]
+    """An operator's word that a node (device -1) or one device is fine: back to HEALTHY,
+    out of quarantine, flap count reset. Does not uncordon: that stays a separate act.
+    """
 
 class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -93,5 +101,15 @@ class NodeServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_node_pb2.InjectFaultResponse, _abc.Awaitable[_node_pb2.InjectFaultResponse]]:
         """Simulated backends only: inject a fault into one device."""
+
+    @_abc_1.abstractmethod
+    def ClearHealth(
+        self,
+        request: _node_pb2.ClearHealthRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_node_pb2.Node, _abc.Awaitable[_node_pb2.Node]]:
+        """An operator's word that a node (device -1) or one device is fine: back to HEALTHY,
+        out of quarantine, flap count reset. Does not uncordon: that stays a separate act.
+        """
 
 def add_NodeServiceServicer_to_server(servicer: NodeServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
