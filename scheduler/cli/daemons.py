@@ -68,6 +68,9 @@ def server(
         float,
         typer.Option(help="Seconds a job asked to checkpoint before a move may take before it moves anyway."),
     ] = 60.0,
+    stop_grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL when workers are stopped.")
+    ] = 30.0,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
@@ -83,6 +86,7 @@ def server(
         restart_backoff=restart_backoff,
         restart_backoff_max=restart_backoff_max,
         checkpoint_timeout=checkpoint_timeout,
+        stop_grace=stop_grace,
     )
     serve(listen, directory, config)
 
@@ -97,6 +101,7 @@ def load_server_config(
     restart_backoff: float = 1.0,
     restart_backoff_max: float = 60.0,
     checkpoint_timeout: float = 60.0,
+    stop_grace: float = 30.0,
 ) -> ServerConfig:
     """Check the configuration before anything starts: a bad file or flag stops the server
     with the field named, instead of a control plane running with the wrong rules."""
@@ -133,12 +138,20 @@ def load_server_config(
         raise CliError(
             f"--checkpoint-timeout: must be > 0 s (got {checkpoint_timeout:g})", ExitCode.BAD_INPUT
         )
+    if not stop_grace > 0:
+        raise CliError(f"--stop-grace: must be > 0 s (got {stop_grace:g})", ExitCode.BAD_INPUT)
     fault_tolerance = FaultToleranceConfig(
         recovery=RecoveryPolicy(backoff_initial_s=restart_backoff, backoff_max_s=restart_backoff_max),
         spares=SparePolicy(per_model=hot_spares),
         checkpoint_timeout_s=checkpoint_timeout,
     )
-    return ServerConfig(queues=queue_set, policy=policy, liveness=liveness, fault_tolerance=fault_tolerance)
+    return ServerConfig(
+        queues=queue_set,
+        policy=policy,
+        liveness=liveness,
+        fault_tolerance=fault_tolerance,
+        stop_grace_s=stop_grace,
+    )
 
 
 def parse_labels(labels: list[str]) -> dict[str, str]:

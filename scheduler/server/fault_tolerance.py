@@ -440,8 +440,15 @@ class FaultTolerance:
             else:
                 job.hardware_restarts += 1
             cp.transition(job, JobState.RECOVERING, decision.reason)
+            # Avoid every node the job has failed on so far, not just the last: each retry on
+            # fresh hardware is evidence blame can count (placement falls back if none is left).
+            avoid = (
+                decision.avoid_nodes | {n for f in history for n in f.hardware}
+                if decision.avoid_nodes
+                else frozenset()
+            )
             self._recovering[job.id] = self._recovery_after(
-                job, now, decision.delay_s, decision.avoid_nodes, decision.exclude_nodes
+                job, now, decision.delay_s, frozenset(avoid), decision.exclude_nodes
             )
         else:
             cp.transition(job, JobState.FAILED, decision.reason)

@@ -57,6 +57,7 @@ class ServerConfig:
     policy: str = DEFAULT_POLICY
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
+    stop_grace_s: float = 30.0
 
 
 async def run_server(
@@ -72,6 +73,7 @@ async def run_server(
         policy=config.policy,
         liveness=config.liveness,
         fault_tolerance=config.fault_tolerance,
+        stop_grace_s=config.stop_grace_s,
     )
     cp.load()
     tune_gc()

@@ -75,8 +75,9 @@ def pass_inputs(
 ) -> PassInputs:
     """`spec_of` maps every unfinished job's id to its spec (parsed once by the caller);
     `made_room_for` names pending jobs running work was preempted for, and
-    `victims_stopping_for` those of them whose victims still hold devices."""
-    cluster = ClusterState(node_state(rt) for rt in nodes)
+    `victims_stopping_for` those of them whose victims still hold devices; `held_back` nodes
+    (hot spares) take no new work in this pass."""
+    cluster = ClusterState(node_state(rt, rt.record.name in held_back) for rt in nodes)
     out = PassInputs(cluster)
     for job in jobs:
         spec = spec_of.get(job.id)
