@@ -13,9 +13,9 @@ stamped by the server's clock.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -56,11 +56,12 @@ def wait_for(predicate: Callable[[], T | None], timeout: float, what: str, inter
         time.sleep(interval)
 
 
-def die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the benchmark dies, even by SIGKILL (Linux)."""
-    if sys.platform == "linux":
-        with contextlib.suppress(Exception):
-            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+def die_with_parent(args: list[str]) -> list[str]:
+    """`args` under `setpriv --pdeathsig TERM` where there is one: SIGTERMed when the benchmark
+    dies, even by SIGKILL. Not a preexec_fn: Python code between fork and exec in a process
+    whose gRPC threads are busy can leave the child broken (seen: an agent dying at start)."""
+    setpriv = shutil.which("setpriv") if sys.platform == "linux" else None
+    return [setpriv, "--pdeathsig", "TERM", "--", *args] if setpriv else args
 
 
 def child_env() -> dict[str, str]:
@@ -80,12 +81,11 @@ class Proc:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         with log_path.open("ab") as log:
             self.popen = subprocess.Popen(
-                args,
+                die_with_parent(args),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=child_env(),
                 start_new_session=True,
-                preexec_fn=die_with_parent,
             )
         self.pid = self.popen.pid
 

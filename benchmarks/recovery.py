@@ -171,7 +171,8 @@ class Bench:
         self.dropped: dict[str, str] = {}
         self._unrecovered_in_a_row: dict[str, int] = {}
         self._clear_health_ok: bool | None = None
-        self.fresh_gangs = 0  # jobs started anew to reset a grown restart backoff
+        self.fresh_gangs = 0  # jobs started anew: a grown restart backoff, or crashes enough to blame
+        self.jobs_ended = 0  # jobs that ended (FAILED) instead of recovering
 
     # ------------------------------------------------------------------------- the job
 
@@ -230,7 +231,7 @@ class Bench:
     def run(self) -> None:
         job_id = self.submit()
         kinds = list(self.args.kind_list)
-        i = 0
+        i = crashes = 0
         while len(self.records) < self.args.faults:
             live = [k for k in kinds if k not in self.dropped]
             if not live:
@@ -252,14 +253,18 @@ class Bench:
                 n = self._unrecovered_in_a_row[kind] = self._unrecovered_in_a_row.get(kind, 0) + 1
                 if n >= self.args.give_up_after:
                     self.dropped[kind] = f"not recovered {n} times in a row: {record.outcome}"
+            crashes = crashes + 1 if kind == "crash" else crashes
             if record.outcome.startswith("job ended"):
-                job_id = self.submit()  # the old one is over: carry on with a fresh gang
-            elif record.backoff_s > self.args.max_backoff_s:
-                # The restart backoff grows with consecutive failures (and only a long run resets
-                # it): a fresh gang starts from no backoff, as a job that ran for hours would.
+                self.jobs_ended += 1
+                job_id, crashes = self.submit(), 0  # the old one is over: carry on with a fresh gang
+            elif record.backoff_s > self.args.max_backoff_s or crashes >= self.args.crashes_per_gang:
+                # The restart backoff grows with consecutive failures (only a long run resets it),
+                # and a job that fails the same way on several healthy hardware sets is failed
+                # for good (blamed on the job): a fresh gang meets the next fault as a job that
+                # ran for hours would, so no fault pays for the ones injected before it.
                 self.fresh_gangs += 1
                 self.cancel(job_id)
-                job_id = self.submit()
+                job_id, crashes = self.submit(), 0
         self.cancel(job_id)
 
     def cancel(self, job_id: str) -> None:
@@ -349,8 +354,12 @@ class Bench:
         placed = next((e for e in states if decided and e.id > decided.id and e.state == "PLACED"), None)
         running = next((e for e in states if placed and e.id > placed.id and e.state == "RUNNING"), None)
 
+        # What the control plane heard about the fault: the agent's health report for a device,
+        # the stream's end or silence for an agent (not its own note of an InjectFault call).
+        node_kinds = ("node",) if rec.kind in AGENT_FAULTS else ("health",)
+
         def about_it(e: Event) -> bool:
-            if e.kind in ("health", "node") and e.node_name == rec.node:
+            if e.kind in node_kinds and e.node_name == rec.node:
                 return True
             return e.job_id == rec.job_id and e.kind in ("failure", "worker", "recovery")
 
@@ -422,7 +431,14 @@ class Bench:
             self._clear_health_ok = False
         with contextlib.suppress(grpc.RpcError):
             api.nodes.Uncordon(node_pb2.NodeActionRequest(name=node, reason="recovery benchmark"), timeout=10)
-        cluster.wait_ready([node], timeout=60)
+        try:
+            cluster.wait_ready([node], timeout=60)
+        except ClusterError as exc:
+            if kind != "agent-kill" or cluster.agents[node].alive():
+                raise
+            self.notes.append(f"a fresh agent for {node} did not start ({exc}); started another")
+            cluster.start_agent(node)
+            cluster.wait_ready([node], timeout=60)
 
     def print_round(self, r: FaultRecord) -> None:
         def f(x: float | None) -> str:
@@ -445,6 +461,7 @@ METRICS = (
     ("control_plane", "control_plane_s"),
     ("start", "start_s"),
     ("decide", "decide_s"),
+    ("backoff", "backoff_s"),
 )
 
 
@@ -532,7 +549,8 @@ def summary(bench: Bench, args: argparse.Namespace, command: str, flags: dict[st
         "agent_lost_s": lost,
         "goals": goals,
         "dropped_kinds": bench.dropped,
-        "fresh_gangs_for_backoff": bench.fresh_gangs,
+        "fresh_gangs": bench.fresh_gangs,
+        "jobs_ended": bench.jobs_ended,
         "notes": [*flags["notes"], *bench.notes],
         "faults": [asdict(r) for r in records],
     }
@@ -545,8 +563,8 @@ def _s(x: float | None) -> str:
 def table_rows(r: dict[str, Any]) -> list[str]:
     rows = [
         "| fault | recovered | inject→running p50 | p99 | detection p50 | p99 | control plane p50 | p99 "
-        "| agent+worker start p50 | p99 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| agent+worker start p50 | p99 | restart backoff p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, s in [*r["by_kind"].items(), ("**all**", r)]:
         if not s["injected"]:
@@ -555,7 +573,7 @@ def table_rows(r: dict[str, Any]) -> list[str]:
             f"| {kind} | {s['recovered']}/{s['injected']} | {_s(s['inject_to_running_p50_s'])} "
             f"| {_s(s['inject_to_running_p99_s'])} | {_s(s['detect_p50_s'])} | {_s(s['detect_p99_s'])} "
             f"| {_s(s['control_plane_p50_s'])} | {_s(s['control_plane_p99_s'])} | {_s(s['start_p50_s'])} "
-            f"| {_s(s['start_p99_s'])} |"
+            f"| {_s(s['start_p99_s'])} | {_s(s['backoff_p50_s'])} |"
         )
     return rows
 
@@ -593,12 +611,19 @@ def markdown(r: dict[str, Any]) -> str:
         "",
         "Detection: injection → the control plane's first event about it. Control plane: that event → "
         "the next attempt PLACED, minus configured waits (restart backoff, and for agent faults the node "
-        "grace period). Start: PLACED → RUNNING (every worker started).",
+        "grace period). Start: PLACED → RUNNING (every worker started). Injection → running includes "
+        "the restart backoff the control plane reported in its failure event. A fresh gang takes the "
+        "next fault after a round with a backoff above --max-backoff-s or after --crashes-per-gang "
+        "crash faults (a job that fails the same way on several healthy hardware sets is failed, "
+        f"blamed on the job): {r['fresh_gangs']} fresh gangs here, {r['jobs_ended']} jobs ended "
+        "instead of recovering.",
         "",
         verdicts(r),
         "",
         f"Dead agents (SIGKILL → first node event): {r['dead_agent_detect_s']}; hung agents (SIGSTOP → "
-        f"silent past the timeout): {r['hung_agent_detect_s']}; → node lost: {r['agent_lost_s']}.",
+        f"silent past the timeout): {r['hung_agent_detect_s']}; either → the node declared lost: "
+        f"{r['agent_lost_s']}. A worker counts as started when its agent has spawned the process "
+        "(not when the script has loaded its checkpoint).",
     ]
     if r["dropped_kinds"]:
         lines += ["", "Dropped kinds: " + "; ".join(f"{k}: {v}" for k, v in r["dropped_kinds"].items())]
@@ -642,7 +667,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="wait this long for the job to run again (default: grace + timeout + 20 s)",
     )
     p.add_argument(
-        "--max-backoff-s", type=float, default=2.0, help="start a fresh gang once the backoff exceeds this"
+        "--max-backoff-s",
+        type=float,
+        default=0.0,
+        help="start a fresh gang after a round whose restart backoff exceeded this (default 0: after any)",
+    )
+    p.add_argument(
+        "--crashes-per-gang",
+        type=int,
+        default=2,
+        help="start a fresh gang after this many crash faults (a job crashing the same way on 3 healthy "
+        "hardware sets is failed, blamed on the job)",
     )
     p.add_argument(
         "--give-up-after", type=int, default=2, help="drop a kind after this many unrecovered faults in a row"
@@ -663,8 +698,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     unknown = [k for k in args.kind_list if k not in KINDS]
     if unknown or not args.kind_list:
         p.error(f"--kinds: unknown {unknown}; choose from {', '.join(KINDS)}")
-    if args.faults < 1 or args.workers < 1 or args.give_up_after < 1:
-        p.error("--faults, --workers and --give-up-after must be ≥ 1")
+    if min(args.faults, args.workers, args.give_up_after, args.crashes_per_gang) < 1:
+        p.error("--faults, --workers, --give-up-after and --crashes-per-gang must be ≥ 1")
     if args.nodes < args.workers + 1:
         p.error("--nodes: need at least one node more than --workers, to move a worker to")
     return args

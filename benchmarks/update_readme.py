@@ -185,8 +185,8 @@ def recovery_section(r: dict[str, Any]) -> str:
 
     rows = [
         "| fault | recovered | injection → all workers running p50 / p99 | detection p50 / p99 "
-        "| control plane p50 / p99 | workers start p50 |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| control plane p50 / p99 | workers start p50 | restart backoff p50 |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for kind, s in [*r["by_kind"].items(), ("**all**", r)]:
         if s["injected"]:
@@ -195,7 +195,7 @@ def recovery_section(r: dict[str, Any]) -> str:
                 f"| {sec(s['inject_to_running_p50_s'])} / {sec(s['inject_to_running_p99_s'])} "
                 f"| {sec(s['detect_p50_s'])} / {sec(s['detect_p99_s'])} "
                 f"| {sec(s['control_plane_p50_s'])} / **{sec(s['control_plane_p99_s'])}** "
-                f"| {sec(s['start_p50_s'])} |"
+                f"| {sec(s['start_p50_s'])} | {sec(s.get('backoff_p50_s'))} |"
             )
     g, st = r["goals"], r["settings"]
     agents = r["dead_agent_detect_s"] + r["hung_agent_detect_s"]

@@ -1,7 +1,11 @@
 """NVIDIA XID codes as data, shared by the NVML backend and the simulator.
 
-Kept as a table rather than an `if` chain so it can be extended (or replaced by a file)
-without touching the code that reads it.
+This is only the agent's local view: the severity it logs and sends with a HealthEvent as a
+hint. The control plane re-classifies every XID through its table,
+scheduler/reliability/xid.yaml, which is authoritative (severity, component, blame, early
+warning, action, and the NVIDIA source for each). CRITICAL_XIDS below is exactly that table's
+`severity: critical` XIDs under the same names; tests/agents/test_agent_nvml_convert.py holds
+the two together. Every other XID is reported as a warning.
 """
 
 from __future__ import annotations
@@ -10,22 +14,21 @@ from collections.abc import Mapping
 
 from corral.v1 import common_pb2
 
-# XIDs that mean the GPU's state is lost or corrupted and the job on it cannot continue
-# (NVIDIA's recommended action is a GPU reset or node reboot). Source: NVIDIA "XID Errors"
-# catalog, https://docs.nvidia.com/deploy/xid-errors/ (GPU Deployment and Management
-# Documentation). Every XID not listed is reported as a warning.
+# The XIDs xid.yaml calls critical: the GPU must be reset (or the node rebooted) before it runs
+# work again. Source: NVIDIA, "Analyzing Xid Errors with the Xid Catalog",
+# https://docs.nvidia.com/deploy/xid-errors/analyzing-xid-catalog.html, as cited per entry there.
 CRITICAL_XIDS: Mapping[int, str] = {
-    48: "double-bit ECC error",
-    62: "internal micro-controller halt",
-    63: "ECC page retirement or row remapping recording event",
+    46: "GPU stopped processing",
+    48: "Double-bit ECC error",
+    61: "Internal micro-controller breakpoint/warning",
+    62: "Internal micro-controller halt",
     64: "ECC page retirement or row remapper recording failure",
     74: "NVLink error",
     79: "GPU has fallen off the bus",
-    92: "high single-bit ECC error rate",
-    94: "contained ECC error",
-    95: "uncontained ECC error",
+    95: "Uncontained ECC error",
     119: "GSP RPC timeout",
     120: "GSP error",
+    154: "GPU recovery action changed",
 }
 
 XID_FELL_OFF_BUS = 79

@@ -109,7 +109,7 @@ def load_server_config(
     from scheduler.reliability.liveness import LivenessConfig
     from scheduler.reliability.recovery import RecoveryPolicy
     from scheduler.reliability.spares import SparePolicy
-    from scheduler.server.fault_tolerance import FaultToleranceConfig
+    from scheduler.server.faults import FaultToleranceConfig
     from scheduler.server.main import ServerConfig
 
     if policy not in POLICIES:

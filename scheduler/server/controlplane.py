@@ -42,7 +42,7 @@ from scheduler.reliability.health_state import HealthBook
 from scheduler.reliability.lemon import LemonVerdict
 from scheduler.reliability.liveness import LivenessConfig, LivenessKind, NodeLiveness, liveness_actions
 from scheduler.server.events import EventBus
-from scheduler.server.fault_tolerance import FaultTolerance, FaultToleranceConfig
+from scheduler.server.faults import FaultTolerance, FaultToleranceConfig
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
@@ -220,7 +220,7 @@ class ControlPlane:
         self.store.update_job(job)
         self.record_event("state", reason, job_id=job.id, state=new.value)
         if new.terminal:
-            self.ft.forget(job.id)
+            self.ft.finished(job)
 
     # --- jobs API ----------------------------------------------------------------------
 

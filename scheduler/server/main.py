@@ -20,7 +20,7 @@ from scheduler.reliability.liveness import LivenessConfig
 from scheduler.server.agent_service import AgentServicer
 from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServicer
 from scheduler.server.controlplane import ControlPlane
-from scheduler.server.fault_tolerance import FaultToleranceConfig
+from scheduler.server.faults import FaultToleranceConfig
 from scheduler.store import Store
 
 log = logging.getLogger("corral.server")

@@ -25,7 +25,8 @@ from agents.backends.nvml_convert import (
     normalize_bus_id,
     nvlink_peers,
 )
-from agents.backends.xid import CRITICAL_XIDS, xid_severity
+from agents.backends.xid import CRITICAL_XIDS, xid_message, xid_severity
+from scheduler.reliability.signals import Severity, SignalTable
 
 T = common_pb2
 
@@ -119,7 +120,9 @@ def test_xid_79_is_device_lost() -> None:
         (13, T.SEVERITY_WARNING),  # graphics engine exception: usually the application
         (31, T.SEVERITY_WARNING),  # MMU fault
         (48, T.SEVERITY_CRITICAL),  # DBE
-        (94, T.SEVERITY_CRITICAL),
+        (92, T.SEVERITY_WARNING),  # high corrected-error rate: an early warning, nothing killed
+        (94, T.SEVERITY_WARNING),  # contained ECC: one application restarts, the GPU runs on
+        (95, T.SEVERITY_CRITICAL),  # uncontained ECC: reset before anything restarts
         (119, T.SEVERITY_CRITICAL),
     ],
 )
@@ -130,7 +133,15 @@ def test_xid_severity(code: int, severity: int) -> None:
 
 
 def test_critical_xid_table_is_the_documented_set() -> None:
-    assert set(CRITICAL_XIDS) == {48, 62, 63, 64, 74, 79, 92, 94, 95, 119, 120}
+    assert set(CRITICAL_XIDS) == {46, 48, 61, 62, 64, 74, 79, 95, 119, 120, 154}
+
+
+def test_critical_xids_match_the_control_planes_table() -> None:
+    # The agent's severity is only a hint; xid.yaml decides. They must still agree, names too.
+    table = SignalTable.load()
+    critical = {code: x.name for code, x in table.xids.items() if x.severity is Severity.CRITICAL}
+    assert dict(CRITICAL_XIDS) == critical
+    assert xid_message(95) == "XID 95: Uncontained ECC error" and xid_message(94) == "XID 94"
 
 
 def test_ecc_events() -> None:

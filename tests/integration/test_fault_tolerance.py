@@ -262,3 +262,46 @@ def test_a_job_without_progress_is_restarted_as_hung(
     assert "hang" in hung.cause and hung.blame == "unknown"
     assert job.restarts == 1  # nobody to blame yet: it spends one of the job's restarts
     api.close()
+
+
+def test_a_node_in_repeated_hardware_failures_is_quarantined_with_its_evidence(
+    make_server: MakeServer, start_agent: Any, tmp_path: Path
+) -> None:
+    server = make_server()
+    for name in ("n0", "n1"):
+        start_agent(server.address, name)
+    api = Api(server.address)
+    api.wait_ready("n0", "n1")
+    assert cli(server.address, "cordon", "n1").returncode == 0  # every job starts on n0
+    jobs = []
+    for i in range(3):
+        spec = write_spec(
+            tmp_path / f"j{i}.yaml",
+            name=f"job-{i}",
+            command=train(100000, "--checkpoint-every", "100000"),
+            devices_per_worker=1,
+            checkpoint_dir=str(tmp_path / f"ckpt{i}"),
+            working_dir=str(REPO),
+        )
+        jobs.append(submit(server, spec))
+    running = [api.wait_state(j, "RUNNING") for j in jobs]
+    assert {r.attempts[0].workers[0].node_name for r in running} == {"n0"}
+    assert cli(server.address, "uncordon", "n1").returncode == 0
+    for job in running:  # a different device each time: the node is the common factor
+        inject(api, "n0", job.attempts[0].workers[0].device_indices[0], "ecc-dbe")
+    node = wait_for(lambda: (n := api.node("n0")).health == "QUARANTINED" and n, 20, what="n0 quarantined")
+    assert node.cordoned
+    assert {e.job_id for e in node.lemon_evidence} == set(jobs)
+    shown = cli(server.address, "node", "n0").stdout
+    assert "QUARANTINED" in shown and all(j in shown for j in jobs), shown
+    for job_id in jobs:  # each gang moved on, none spent a restart of its own
+        moved = wait_for(lambda j=job_id: len((x := api.job(j)).attempts) == 2 and x, 30)
+        assert moved.attempts[1].workers[0].node_name == "n1" and moved.restarts == 0
+    cleared = cli(server.address, "clear-health", "n0", "--reason", "DIMMs replaced")
+    assert cleared.returncode == 0, cleared.stderr
+    node = api.node("n0")
+    assert node.health == "HEALTHY" and not node.lemon_evidence
+    assert all(d.health == 1 for d in node.devices)  # DEVICE_HEALTH_HEALTHY
+    for job_id in jobs:
+        cli(server.address, "cancel", job_id)
+    api.close()

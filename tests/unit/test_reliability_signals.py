@@ -35,7 +35,10 @@ DEV, NODE, NET, J = Component.DEVICE, Component.NODE, Component.NETWORK, Compone
         (Observation("xid", 13), W, J, JOB, False),
         (Observation("xid", 31), W, J, JOB, False),
         (Observation("xid", 43), W, J, JOB, False),
-        (Observation("xid", 45), INFO, J, JOB, False),
+        # 45 is the driver's cleanup after something else: the job's component, nobody's blame.
+        (Observation("xid", 45), INFO, J, UNK, False),
+        # 32 is PCIe quality per NVIDIA, not the application; repetition settles blame.
+        (Observation("xid", 32), W, DEV, UNK, False),
         # Memory.
         (Observation("xid", 48), C, DEV, HW, False),
         (Observation("xid", 63), W, DEV, HW, True),
@@ -43,6 +46,7 @@ DEV, NODE, NET, J = Component.DEVICE, Component.NODE, Component.NETWORK, Compone
         (Observation("xid", 92), W, DEV, HW, True),
         (Observation("xid", 94), W, DEV, HW, True),
         (Observation("xid", 95), C, DEV, HW, False),
+        (Observation("xid", 61), C, DEV, HW, False),  # unused on Ampere+: unexpected, reset
         # Interconnect, bus, firmware.
         (Observation("xid", 74), C, NET, HW, False),
         (Observation("xid", 79), C, NODE, HW, False),
