@@ -97,6 +97,14 @@ from scheduler.reliability.spares import (
 HERE = Path(__file__).resolve().parent
 TRACE = HERE.parent.parent / "shared" / "traces" / "failures" / "llama3_405b_interruptions.csv"
 LIVE_RESULTS = HERE / "results" / "recovery.json"
+
+
+def _shown(path: str) -> str:
+    """A path as the report shows it: relative to the repository when inside it."""
+    try:
+        return str(Path(path).resolve().relative_to(HERE.parent))
+    except ValueError:
+        return path
 # Without live figures: 5 s to see a failure (an XID or a worker's exit reaches the control
 # plane within a telemetry interval) and 2 s for the control plane to place and start the
 # replacement gang (issue 7's goal for its share at p99).
@@ -965,11 +973,11 @@ def resolve_latencies(args: argparse.Namespace) -> None:
             sources[attr] = "command line"
         elif key in live:
             setattr(args, attr, live[key])
-            sources[attr] = f"{key} of {args.live_results}"
+            sources[attr] = f"{key} of {_shown(args.live_results)}"
         else:
             setattr(args, attr, default)
             where = "has no " + key if live else "not found"
-            sources[attr] = f"default ({args.live_results} {where})"
+            sources[attr] = f"default ({_shown(args.live_results)} {where})"
     if args.hang_detect_s is None:
         threshold = packaged_table().observations[Kind.HANG].threshold
         args.hang_detect_s = float(threshold) if threshold is not None else 600.0

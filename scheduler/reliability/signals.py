@@ -345,13 +345,18 @@ _PROTO_KIND: dict[int, Kind] = {
     common_pb2.HEALTH_EVENT_KIND_HANG: Kind.HANG,
     common_pb2.HEALTH_EVENT_KIND_VENDOR: Kind.VENDOR,
     common_pb2.HEALTH_EVENT_KIND_RECOVERED: Kind.RECOVERED,
+    common_pb2.HEALTH_EVENT_KIND_ROW_REMAP_PENDING: Kind.ROW_REMAP_PENDING,
+    common_pb2.HEALTH_EVENT_KIND_ROW_REMAP_FAILED: Kind.ROW_REMAP_FAILED,
 }
 
 
 def from_health_event(event: common_pb2.HealthEvent) -> Observation:
     """An agent's HealthEvent as an observation. The event's own severity only picks between
     two kinds where the proto lumps them (thermal slowdown vs shutdown; a single corrected ECC
-    vs a rising rate); otherwise the table, not the agent, decides severity."""
+    vs a rising rate); otherwise the table, not the agent, decides severity. The agent's
+    telemetry watch (agents/health_watch.py) sends the counter- and flag-derived kinds: rising
+    uncorrected ECC (code: the increase), a correctable-ECC rate, row remaps pending or failed,
+    and thermal slowdown or shutdown."""
     critical = event.severity == common_pb2.SEVERITY_CRITICAL
     warning_or_worse = event.severity in (common_pb2.SEVERITY_WARNING, common_pb2.SEVERITY_CRITICAL)
     kind: Kind

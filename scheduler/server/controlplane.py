@@ -54,6 +54,7 @@ log = logging.getLogger("corral.server")
 _PHASE = common_pb2.WorkloadPhase
 MASTER_PORT_BASE = 29500
 MASTER_PORT_RANGE = 1000
+LIVENESS_PERIOD_S = 0.25
 
 
 class NotFound(Exception):
@@ -105,6 +106,7 @@ class ControlPlane:
         self.liveness = liveness or LivenessConfig()
         self._lost_nodes: set[str] = set()  # declared lost since they went away
         self._liveness_checked_at = 0.0
+        self._ticked_at = 0.0
         self._kick = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         # Fault tolerance: health of every node and device, lemon nodes with their evidence,
@@ -147,14 +149,19 @@ class ControlPlane:
     async def _scheduling_loop(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), timeout=1.0)
+                await asyncio.wait_for(self._kick.wait(), timeout=LIVENESS_PERIOD_S)
             self._kick.clear()
             try:
                 # Every wake-up schedules, but kicks come with every worker report: liveness
-                # walks all nodes and workers, and once a second is all its timeouts need.
-                if (now := self.clock()) - self._liveness_checked_at >= 1.0:
+                # walks all nodes and workers, so it runs on its own period (a quarter second
+                # keeps a dead node's detection within its timeout + 0.25 s), and the fault
+                # tolerance tick (hangs, checkpoints due) once a second.
+                now = self.clock()
+                if now - self._liveness_checked_at >= LIVENESS_PERIOD_S:
                     self._liveness_checked_at = now
                     self.check_liveness()
+                if now - self._ticked_at >= 1.0:
+                    self._ticked_at = now
                     self.ft.tick()
                 self.schedule()
             except Exception:  # one bad tick must not stop scheduling for good

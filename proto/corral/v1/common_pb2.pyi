@@ -93,6 +93,10 @@ class _HealthEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Healt
     """vendor-specific code (see vendor field)"""
     HEALTH_EVENT_KIND_RECOVERED: _HealthEventKind.ValueType  # 8
     """the condition cleared"""
+    HEALTH_EVENT_KIND_ROW_REMAP_PENDING: _HealthEventKind.ValueType  # 9
+    """rows wait for a GPU reset to be remapped"""
+    HEALTH_EVENT_KIND_ROW_REMAP_FAILED: _HealthEventKind.ValueType  # 10
+    """a row could not be remapped"""
 
 class HealthEventKind(_HealthEventKind, metaclass=_HealthEventKindEnumTypeWrapper): ...
 
@@ -113,6 +117,10 @@ HEALTH_EVENT_KIND_VENDOR: HealthEventKind.ValueType  # 7
 """vendor-specific code (see vendor field)"""
 HEALTH_EVENT_KIND_RECOVERED: HealthEventKind.ValueType  # 8
 """the condition cleared"""
+HEALTH_EVENT_KIND_ROW_REMAP_PENDING: HealthEventKind.ValueType  # 9
+"""rows wait for a GPU reset to be remapped"""
+HEALTH_EVENT_KIND_ROW_REMAP_FAILED: HealthEventKind.ValueType  # 10
+"""a row could not be remapped"""
 Global___HealthEventKind: _TypeAlias = HealthEventKind  # noqa: Y015
 
 class _Severity:
@@ -245,6 +253,8 @@ class DeviceTelemetry(_message.Message):
     ECC_CORRECTED_TOTAL_FIELD_NUMBER: _builtins.int
     ECC_UNCORRECTED_TOTAL_FIELD_NUMBER: _builtins.int
     ENERGY_J_FIELD_NUMBER: _builtins.int
+    REMAPPED_ROWS_PENDING_FIELD_NUMBER: _builtins.int
+    ROW_REMAP_FAILED_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     power_w: _builtins.float
     temperature_c: _builtins.float
@@ -256,6 +266,11 @@ class DeviceTelemetry(_message.Message):
     ecc_uncorrected_total: _builtins.int
     energy_j: _builtins.float
     """cumulative, where the device reports it"""
+    remapped_rows_pending: _builtins.int
+    """Row remapping (Ampere and newer; 0/false where unsupported): rows waiting for the next
+    GPU reset to be remapped (NVML isPending), and whether a remap has failed (failureOccurred).
+    """
+    row_remap_failed: _builtins.bool
     @_builtins.property
     def throttle_reasons(self) -> _containers.RepeatedScalarFieldContainer[Global___ThrottleReason.ValueType]: ...
     def __init__(
@@ -271,10 +286,12 @@ class DeviceTelemetry(_message.Message):
         ecc_corrected_total: _builtins.int = ...,
         ecc_uncorrected_total: _builtins.int = ...,
         energy_j: _builtins.float = ...,
+        remapped_rows_pending: _builtins.int = ...,
+        row_remap_failed: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ecc_corrected_total", b"ecc_corrected_total", "ecc_uncorrected_total", b"ecc_uncorrected_total", "energy_j", b"energy_j", "index", b"index", "memory_used_bytes", b"memory_used_bytes", "power_limit_w", b"power_limit_w", "power_w", b"power_w", "temperature_c", b"temperature_c", "throttle_reasons", b"throttle_reasons", "utilization_pct", b"utilization_pct"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ecc_corrected_total", b"ecc_corrected_total", "ecc_uncorrected_total", b"ecc_uncorrected_total", "energy_j", b"energy_j", "index", b"index", "memory_used_bytes", b"memory_used_bytes", "power_limit_w", b"power_limit_w", "power_w", b"power_w", "remapped_rows_pending", b"remapped_rows_pending", "row_remap_failed", b"row_remap_failed", "temperature_c", b"temperature_c", "throttle_reasons", b"throttle_reasons", "utilization_pct", b"utilization_pct"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
