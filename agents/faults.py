@@ -9,7 +9,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-FAULT_FORMS = ("xid:<code>", "ecc-dbe", "fell-off-bus", "thermal", "hang", "clear")
+# ecc-sbe, remap-pending and remap-failed (and thermal's throttling) change only what the
+# device reports in telemetry, so the agent's telemetry watch, the code that serves real
+# hardware, is what turns them into health events.
+FAULT_FORMS = (
+    "xid:<code>",
+    "ecc-dbe",
+    "fell-off-bus",
+    "thermal",
+    "hang",
+    "ecc-sbe",
+    "remap-pending",
+    "remap-failed",
+    "clear",
+)
 ACCEPTED = f"accepted forms: {', '.join(FAULT_FORMS)} (e.g. xid:79)"
 _XID = re.compile(r"xid:(\d{1,5})")
 

@@ -69,6 +69,17 @@ class ThermalModel(_Strict):
     c_per_w: float = Field(gt=0)
     time_constant_s: float = Field(gt=0)
     slowdown_c: float = Field(gt=0)
+    # NVML's shutdown temperature; left out where no source gives it, which turns off the
+    # telemetry watch's shutdown rule for the simulated devices.
+    shutdown_c: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _shutdown_above_slowdown(self) -> Self:
+        if self.shutdown_c is not None and self.shutdown_c <= self.slowdown_c:
+            raise ValueError(
+                f"shutdown_c ({self.shutdown_c:g}) must be above slowdown_c ({self.slowdown_c:g})"
+            )
+        return self
 
 
 class Interconnect(_Strict):

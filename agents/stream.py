@@ -29,6 +29,7 @@ from agents.backends.base import DeviceBackend
 from agents.commands import CommandHandler
 from agents.connection import ChannelFactory, Connection, insecure_channel
 from agents.executor import Executor
+from agents.health_watch import NodeWatch
 from agents.logship import LogShipper
 from agents.outbox import DEFAULT_CAPACITY, Outbox
 from agents.timeutil import timestamp
@@ -82,6 +83,8 @@ class StreamClient:
         self.outbox = Outbox(outbox_capacity)
         self.shipper = LogShipper(executor.log_paths)
         self.commands = CommandHandler(executor, backend)
+        # Outlives sessions: its counter baselines are what a rise is measured from.
+        self.watch = NodeWatch(backend.health_thresholds(), next((d.vendor for d in backend.inventory()), ""))
         self.connected = asyncio.Event()
         self.sessions = 0
         self.telemetry_interval_s = DEFAULT_TELEMETRY_INTERVAL_S
@@ -102,7 +105,15 @@ class StreamClient:
             self._conn.put(message)
 
     def _on_health(self, event: common_pb2.HealthEvent) -> None:
+        self.watch.note(event)
         self.send_reliable(health=event)
+
+    def _watch_telemetry(self, devices: list[common_pb2.DeviceTelemetry]) -> None:
+        """Counter and flag changes in one sample → health events, sent like the backend's."""
+        for event in self.watch.observe(devices, time.monotonic()):
+            level = logging.INFO if event.severity == common_pb2.SEVERITY_INFO else logging.WARNING
+            log.log(level, "device %d: %s", event.device_index, event.message)
+            self.send_reliable(health=event)
 
     async def _pump_workload_updates(self) -> None:
         """Executor phase changes → reliable messages; an exit only after its log is shipped."""
@@ -325,6 +336,7 @@ class StreamClient:
                 failing = True
             else:
                 failing = False
+                self._watch_telemetry(devices)
                 conn.offer(
                     agent_pb2.AgentMessage(
                         telemetry=agent_pb2.Telemetry(sampled_at=timestamp(), devices=devices)

@@ -105,6 +105,8 @@ def _shown(path: str) -> str:
         return str(Path(path).resolve().relative_to(HERE.parent))
     except ValueError:
         return path
+
+
 # Without live figures: 5 s to see a failure (an XID or a worker's exit reaches the control
 # plane within a telemetry interval) and 2 s for the control plane to place and start the
 # replacement gang (issue 7's goal for its share at p99).

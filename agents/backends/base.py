@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import psutil
 from corral.v1 import common_pb2
 
+from agents.health_watch import Thresholds
+
 HealthListener = Callable[[common_pb2.HealthEvent], None]
 
 
@@ -79,6 +81,11 @@ class DeviceBackend(abc.ABC):
 
     def node_info(self) -> NodeInfo:
         return host_node_info()
+
+    def health_thresholds(self) -> dict[int, Thresholds]:
+        """Per device, the temperatures the telemetry watch compares against; a device left
+        out gets the defaults (no temperature rules, only throttle reasons)."""
+        return {}
 
     def set_busy(self, indices: Collection[int]) -> None:
         """Real devices measure their own load; only the simulator needs telling."""

@@ -25,9 +25,11 @@ from agents.backends.nvml_convert import (
     health_event_from_nvml,
     nvlink_peers,
     telemetry_from_raw,
+    thresholds_from_raw,
     throttle_reasons_from_mask,
 )
 from agents.backends.xid import XID_FELL_OFF_BUS, xid_message
+from agents.health_watch import Thresholds
 from agents.timeutil import timestamp
 
 __all__ = [
@@ -114,6 +116,7 @@ class NvmlBackend(DeviceBackend):
     def _read_device(self, index: int, handle: Any) -> NvmlRawDevice:
         nv = self._nv
         constraints = self._optional(nv.nvmlDeviceGetPowerManagementLimitConstraints, handle)
+        threshold = nv.nvmlDeviceGetTemperatureThreshold
         return NvmlRawDevice(
             index=index,
             name=str(nv.nvmlDeviceGetName(handle)),
@@ -124,6 +127,8 @@ class NvmlBackend(DeviceBackend):
             limit_max_mw=int(constraints[1]) if constraints else None,
             limit_default_mw=self._optional(nv.nvmlDeviceGetPowerManagementDefaultLimit, handle),
             nvlinks=self._read_nvlinks(handle),
+            slowdown_c=self._optional(threshold, handle, nv.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN),
+            shutdown_c=self._optional(threshold, handle, nv.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN),
         )
 
     def _read_nvlinks(self, handle: Any) -> list[tuple[int, str]]:
@@ -173,6 +178,9 @@ class NvmlBackend(DeviceBackend):
     def inventory(self) -> list[common_pb2.Device]:
         return [device_from_raw(raw, self._peers[raw.index]) for raw in self._raw]
 
+    def health_thresholds(self) -> dict[int, Thresholds]:
+        return {raw.index: thresholds_from_raw(raw) for raw in self._raw}
+
     def sample(self) -> list[common_pb2.DeviceTelemetry]:
         out = []
         for index, handle in enumerate(self._handles):
@@ -205,6 +213,7 @@ class NvmlBackend(DeviceBackend):
             ecc_corrected=opt(ecc, handle, nv.NVML_MEMORY_ERROR_TYPE_CORRECTED, nv.NVML_VOLATILE_ECC),
             ecc_uncorrected=opt(ecc, handle, nv.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, nv.NVML_VOLATILE_ECC),
             energy_mj=opt(nv.nvmlDeviceGetTotalEnergyConsumption, handle),
+            remapped_rows=opt(nv.nvmlDeviceGetRemappedRows, handle),
         )
 
     def set_power_limit(self, index: int, watts: float) -> None:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from corral.v1 import common_pb2
 
 from agents.backends.xid import xid_kind, xid_message, xid_severity
+from agents.health_watch import Thresholds
 from agents.timeutil import timestamp
 
 VISIBILITY_ENV = "CUDA_VISIBLE_DEVICES"
@@ -70,6 +71,9 @@ class NvmlRawSample:
     ecc_corrected: int | None = None
     ecc_uncorrected: int | None = None
     energy_mj: int | None = None
+    # nvmlDeviceGetRemappedRows: (corrRows, uncRows, isPending, failureOccurred); None on GPUs
+    # without row remapping (before Ampere).
+    remapped_rows: tuple[int, int, int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +88,9 @@ class NvmlRawDevice:
     limit_default_mw: int | None = None
     # (nvmlNvLinkDeviceType_t, remote PCI bus id) for each active NVLink.
     nvlinks: Sequence[tuple[int, str]] = field(default_factory=tuple)
+    # nvmlDeviceGetTemperatureThreshold SLOWDOWN and SHUTDOWN, °C.
+    slowdown_c: int | None = None
+    shutdown_c: int | None = None
 
 
 def throttle_reasons_from_mask(mask: int) -> list[common_pb2.ThrottleReason.ValueType]:
@@ -91,6 +98,8 @@ def throttle_reasons_from_mask(mask: int) -> list[common_pb2.ThrottleReason.Valu
 
 
 def telemetry_from_raw(raw: NvmlRawSample) -> common_pb2.DeviceTelemetry:
+    # NVML says only whether remaps are pending, not how many rows: 1 stands for "some".
+    _, _, pending, failed = raw.remapped_rows or (0, 0, 0, 0)
     return common_pb2.DeviceTelemetry(
         index=raw.index,
         power_w=raw.power_mw / 1000.0,
@@ -102,6 +111,16 @@ def telemetry_from_raw(raw: NvmlRawSample) -> common_pb2.DeviceTelemetry:
         ecc_corrected_total=raw.ecc_corrected or 0,
         ecc_uncorrected_total=raw.ecc_uncorrected or 0,
         energy_j=(raw.energy_mj or 0) / 1000.0,
+        remapped_rows_pending=1 if pending else 0,
+        row_remap_failed=bool(failed),
+    )
+
+
+def thresholds_from_raw(raw: NvmlRawDevice) -> Thresholds:
+    """The device's own temperature limits for the telemetry watch; 0 (some boards) is unknown."""
+    return Thresholds(
+        slowdown_c=float(raw.slowdown_c) if raw.slowdown_c else None,
+        shutdown_c=float(raw.shutdown_c) if raw.shutdown_c else None,
     )
 
 

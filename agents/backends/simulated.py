@@ -23,12 +23,15 @@ from corral.v1 import common_pb2
 from agents.backends.base import BackendError, DeviceBackend, NodeInfo, PowerLimitError
 from agents.backends.xid import XID_FELL_OFF_BUS, xid_kind, xid_message, xid_severity
 from agents.faults import parse_fault
+from agents.health_watch import Thresholds
 from agents.profiles import GIB, NodeProfile, load_profile
 from agents.timeutil import timestamp
 
 log = logging.getLogger("corral.agent.simulated")
 
 THERMAL_FAULT_EXCESS_C = 5.0  # how far above the slowdown threshold an injected thermal fault sits
+# Enough at once for the telemetry watch's default rate rule (10 within an hour) to warn.
+ECC_SBE_FAULT_ERRORS = 20
 
 
 @dataclass
@@ -38,6 +41,8 @@ class _DeviceState:
     energy_j: float = 0.0
     ecc_corrected: int = 0
     ecc_uncorrected: int = 0
+    remap_pending: int = 0
+    remap_failed: bool = False
     lost: bool = False
     hung: bool = False
     hot: bool = False
@@ -98,6 +103,11 @@ class SimulatedBackend(DeviceBackend):
             )
             for i in range(spec.count)
         ]
+
+    def health_thresholds(self) -> dict[int, Thresholds]:
+        thermal = self.profile.devices.thermal
+        limits = Thresholds(slowdown_c=thermal.slowdown_c, shutdown_c=thermal.shutdown_c)
+        return dict.fromkeys(range(self.profile.devices.count), limits)
 
     def set_busy(self, indices: Collection[int]) -> None:
         with self._lock:
@@ -162,6 +172,8 @@ class SimulatedBackend(DeviceBackend):
                         ecc_corrected_total=state.ecc_corrected,
                         ecc_uncorrected_total=state.ecc_uncorrected,
                         energy_j=round(state.energy_j, 3),
+                        remapped_rows_pending=state.remap_pending,
+                        row_remap_failed=state.remap_failed,
                     )
                 )
         return out
@@ -208,11 +220,31 @@ class SimulatedBackend(DeviceBackend):
                 raise BackendError(f"device {index} is lost; only 'clear' brings it back")
             self._advance()
             event = self._apply_fault(index, state, kind, code)
+        if event is None:
+            log.warning("device %d: injected %s (it shows in telemetry)", index, fault)
+            return
         log.warning("device %d: injected %s: %s", index, fault, event.message)
         self._emit_health(event)
 
-    def _apply_fault(self, index: int, state: _DeviceState, kind: str, code: int) -> common_pb2.HealthEvent:
+    def _apply_fault(
+        self, index: int, state: _DeviceState, kind: str, code: int
+    ) -> common_pb2.HealthEvent | None:
+        """Change the device; the event to send directly, or None for faults that act only
+        through telemetry (the agent's telemetry watch reports them, as it does on hardware)."""
         slowdown = self.profile.devices.thermal.slowdown_c
+        if kind == "thermal":
+            state.hot = True
+            state.temperature_c = max(state.temperature_c, slowdown + THERMAL_FAULT_EXCESS_C)
+            return None
+        if kind == "ecc-sbe":
+            state.ecc_corrected += ECC_SBE_FAULT_ERRORS
+            return None
+        if kind == "remap-pending":
+            state.remap_pending += 1
+            return None
+        if kind == "remap-failed":
+            state.remap_failed = True
+            return None
         event = common_pb2.HealthEvent(
             device_index=index, vendor=self.profile.devices.vendor, injected=True, observed_at=timestamp()
         )
@@ -227,19 +259,13 @@ class SimulatedBackend(DeviceBackend):
             state.ecc_uncorrected += 1
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_ECC_DBE, common_pb2.SEVERITY_CRITICAL
             event.message = "double-bit (uncorrectable) ECC error"
-        elif kind == "thermal":
-            state.hot = True
-            state.temperature_c = max(state.temperature_c, slowdown + THERMAL_FAULT_EXCESS_C)
-            event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_THERMAL, common_pb2.SEVERITY_WARNING
-            event.message = (
-                f"temperature {state.temperature_c:.0f} °C above slowdown threshold {slowdown:g} °C"
-            )
         elif kind == "hang":
             state.hung = True
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_HANG, common_pb2.SEVERITY_WARNING
             event.message = "device reports 100% utilisation at idle power: no progress"
-        else:  # clear
-            state.lost = state.hung = state.hot = False
+        else:  # clear; a GPU reset also applies the pending remaps, and the repair ends a failure
+            state.lost = state.hung = state.hot = state.remap_failed = False
+            state.remap_pending = 0
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_RECOVERED, common_pb2.SEVERITY_INFO
             event.message = "injected faults cleared"
         return event

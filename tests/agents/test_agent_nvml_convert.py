@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from corral.v1 import common_pb2
 
@@ -24,8 +26,10 @@ from agents.backends.nvml_convert import (
     model_from_nvml_name,
     normalize_bus_id,
     nvlink_peers,
+    thresholds_from_raw,
 )
 from agents.backends.xid import CRITICAL_XIDS, xid_message, xid_severity
+from agents.health_watch import EARLY_WARNING_XIDS
 from scheduler.reliability.signals import Severity, SignalTable
 
 T = common_pb2
@@ -229,3 +233,40 @@ def test_no_device_and_no_profile_is_a_clear_error() -> None:
     text = str(err.value)
     assert "no NVML device" in text and "--simulate PROFILE" in text
     assert "h100-sxm-8" in text and "ascend-910b-8" in text and "mlu370-x8-4" in text
+
+
+@pytest.mark.parametrize(
+    ("remapped", "pending", "failed"),
+    [
+        (None, 0, False),  # before Ampere: NotSupported
+        ((0, 0, 0, 0), 0, False),  # a healthy H100: no remaps at all
+        ((3, 1, 0, 0), 0, False),  # rows remapped at an earlier reset: done, nothing waits
+        ((0, 1, 1, 0), 1, False),  # an uncorrectable error's row waits for the next reset
+        ((0, 0, 0, 1), 0, True),  # the remapper ran out of spare rows
+    ],
+)
+def test_row_remap_fields(remapped: tuple[int, int, int, int] | None, pending: int, failed: bool) -> None:
+    raw = NvmlRawSample(
+        index=1,
+        power_mw=120000,
+        temperature_c=40,
+        gpu_util_pct=0,
+        memory_used_bytes=0,
+        enforced_limit_mw=700000,
+        remapped_rows=remapped,
+    )
+    t = telemetry_from_raw(raw)
+    assert (t.remapped_rows_pending, t.row_remap_failed) == (pending, failed)
+
+
+def test_temperature_thresholds() -> None:
+    base = NvmlRawDevice(0, "NVIDIA H100 80GB HBM3", "GPU-1", 85_520_809_984, "00000000:18:00.0")
+    limits = thresholds_from_raw(replace(base, slowdown_c=87, shutdown_c=92))
+    assert (limits.slowdown_c, limits.shutdown_c) == (87.0, 92.0)
+    unknown = thresholds_from_raw(replace(base, slowdown_c=0))  # some boards answer 0
+    assert (unknown.slowdown_c, unknown.shutdown_c) == (None, None)
+
+
+def test_early_warning_xids_match_the_signal_table() -> None:
+    table = SignalTable.load()
+    assert {x.code for x in table.xids.values() if x.early_warning} == EARLY_WARNING_XIDS

@@ -79,6 +79,11 @@ def test_cross_field_rules() -> None:
     data["devices"]["vendor"] = "acme"
     del data["devices"]["visibility_env"]
     assert "visibility_env is required for vendor 'acme'" in error_of(data)
+    data = h100()
+    data["devices"]["thermal"]["shutdown_c"] = 80
+    assert "shutdown_c (80) must be above slowdown_c (87)" in error_of(data)
+    data["devices"]["thermal"]["shutdown_c"] = 95
+    assert parse_profile(data).devices.thermal.shutdown_c == 95
 
 
 def test_visibility_defaults_by_vendor() -> None:

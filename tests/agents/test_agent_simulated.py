@@ -153,16 +153,34 @@ def test_ecc_dbe() -> None:
     assert by_index(b)[1].ecc_uncorrected_total == 2 and by_index(b)[0].ecc_uncorrected_total == 0
 
 
-def test_thermal() -> None:
+def test_thermal_acts_through_telemetry() -> None:
     clock = FakeClock()
     b = backend(clock=clock)
     b.inject_fault(0, "thermal")
-    (event,) = b.health_events()
-    assert (event.kind, event.severity) == (T.HEALTH_EVENT_KIND_THERMAL, T.SEVERITY_WARNING)
+    assert b.health_events() == []  # the telemetry watch reports it, as on hardware
     clock.advance(60)  # it stays hot
     t = by_index(b)[0]
     assert t.temperature_c > 87
     assert {T.THROTTLE_REASON_HW_THERMAL, T.THROTTLE_REASON_SW_THERMAL} <= set(t.throttle_reasons)
+    assert b.health_thresholds()[0].slowdown_c == 87
+
+
+def test_ecc_sbe_and_row_remap_faults_change_telemetry_only() -> None:
+    b = backend()
+    b.inject_fault(2, "ecc-sbe")
+    b.inject_fault(3, "remap-pending")
+    b.inject_fault(4, "remap-failed")
+    assert b.health_events() == []
+    t = by_index(b)
+    assert (t[2].ecc_corrected_total, t[1].ecc_corrected_total) == (20, 0)
+    assert (t[3].remapped_rows_pending, t[4].row_remap_failed) == (1, True)
+    assert (t[0].remapped_rows_pending, t[0].row_remap_failed) == (0, False)
+    b.inject_fault(3, "clear")
+    b.inject_fault(4, "clear")
+    assert [e.kind for e in b.health_events()] == [T.HEALTH_EVENT_KIND_RECOVERED] * 2
+    t = by_index(b)
+    assert (t[3].remapped_rows_pending, t[4].row_remap_failed) == (0, False)
+    assert t[2].ecc_corrected_total == 20  # counters count on; only a driver reload resets them
 
 
 def test_hang() -> None:

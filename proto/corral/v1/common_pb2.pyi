@@ -268,7 +268,8 @@ class DeviceTelemetry(_message.Message):
     """cumulative, where the device reports it"""
     remapped_rows_pending: _builtins.int
     """Row remapping (Ampere and newer; 0/false where unsupported): rows waiting for the next
-    GPU reset to be remapped (NVML isPending), and whether a remap has failed (failureOccurred).
+    GPU reset to be remapped, and whether a remap has failed (NVML failureOccurred). NVML
+    reports only whether any are pending (isPending), which the NVML backend sends as 1.
     """
     row_remap_failed: _builtins.bool
     @_builtins.property

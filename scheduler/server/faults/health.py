@@ -193,11 +193,19 @@ class HealthTracker:
         for d in rt.record.devices if rt else []:
             self._sync_device(node, d.index)
         for entry in entries:
+            subject = self._subject(node, entry, indices)
+            where = f"{node}" if subject == NODE_INDEX else f"device {subject} on {node}"
             cp.record_event(
                 "health",
-                f"{node}: {entry.from_state} → {entry.to_state}: {entry.reason}",
+                f"{where}: {entry.from_state} → {entry.to_state}: {entry.reason}",
                 node_name=node,
-                data={"from": entry.from_state, "to": entry.to_state, "reason": entry.reason, "cause": cause},
+                data={
+                    "device": subject,
+                    "from": entry.from_state,
+                    "to": entry.to_state,
+                    "reason": entry.reason,
+                    "cause": cause,
+                },
             )
         node_state = cp.health.node(node).state
         if node_state in (Health.UNHEALTHY, Health.QUARANTINED) and rt is not None and not rt.record.cordoned:
@@ -205,6 +213,17 @@ class HealthTracker:
             cp.nodes.set_marks(node, cordoned=True, draining=rt.record.draining, reason=why)
             cp.record_event("node", f"node {node} {why}", node_name=node, data={"cause": cause})
         cp.kick()
+
+    def _subject(self, node: str, entry: HistoryEntry, indices: list[int]) -> int:
+        """Whose record a history entry was appended to: the node's or one device's."""
+        book = self.cp.health
+
+        def appended(history: tuple[HistoryEntry, ...]) -> bool:
+            return bool(history) and history[-1] is entry  # identity: equal entries are common
+
+        if appended(book.node(node).history):
+            return NODE_INDEX
+        return next((i for i in indices if appended(book.device(node, i).history)), NODE_INDEX)
 
     # --- queries ---------------------------------------------------------------------------
 
