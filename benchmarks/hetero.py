@@ -29,7 +29,6 @@ per job class the mean JCT and where its device-time went.
 from __future__ import annotations
 
 import argparse
-import platform
 import shlex
 import sys
 import time
@@ -37,7 +36,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reporting import write_reports
+from benchmarks.reporting import machine_info, write_reports
 from scheduler.placement.policies import DEFAULT_POLICY, make_policy
 from scheduler.sim.engine import SimJob, SimResult, Simulator, catalog_speed_of, mix_of
 from scheduler.sim.fleet import NodeKind, build_fleet, device_count
@@ -84,12 +83,6 @@ def run_variant(name: str, jobs: Sequence[SimJob], nodes: int) -> tuple[SimResul
         }
     summary["per_class"] = per_class
     return result, summary
-
-
-def machine_info() -> dict[str, Any]:
-    import os
-
-    return {"nproc": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:

@@ -44,7 +44,6 @@ import contextlib
 import datetime as dt
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -59,7 +58,6 @@ from types import FrameType
 from typing import Any
 
 import grpc
-import psutil
 from corral.v1 import job_pb2, node_pb2
 
 from benchmarks.live_cluster import (
@@ -74,7 +72,7 @@ from benchmarks.live_cluster import (
     wait_for,
     worker_of,
 )
-from benchmarks.reporting import write_reports
+from benchmarks.reporting import machine_info, write_reports
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -474,22 +472,6 @@ def stats(records: list[FaultRecord]) -> dict[str, Any]:
         out[f"{name}_p99_s"] = round(percentile(values, 99), 4) if values else None
         out[f"{name}_max_s"] = round(max(values), 4) if values else None
     return out
-
-
-def machine_info() -> dict[str, Any]:
-    model = ""
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {
-        "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "cpu_model": model or platform.processor() or "unknown",
-        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def summary(bench: Bench, args: argparse.Namespace, command: str, flags: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import cProfile
 import io
-import platform
 import pstats
 import random
 import resource
@@ -49,7 +48,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from benchmarks.reporting import write_reports
+from benchmarks.reporting import machine_info, write_reports
 from scheduler.placement.cluster import ClusterState
 from scheduler.placement.engine import place
 from scheduler.placement.policies import DEFAULT_POLICY, make_policy
@@ -216,25 +215,6 @@ def profile_top(fn: Any, n: int = 12) -> list[dict[str, Any]]:
         )
     rows.sort(key=lambda r: -float(r["tottime_s"]))
     return rows[:n]
-
-
-def machine_info() -> dict[str, Any]:
-    cpu = platform.processor() or ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import os
-
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": cpu,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-    }
 
 
 def run(args: argparse.Namespace, command: str) -> dict[str, Any]:

@@ -58,6 +58,10 @@ class FakeControlPlane(agent_pb2_grpc.AgentServiceServicer):
         first = await context.read()
         if first is grpc.aio.EOF or not first.HasField("register") or not first.register.node_name:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "register.node_name: required")
+        # The command queue exists before the register is visible: a test that sees the
+        # register may push a command at once (it is written after the ack).
+        out: asyncio.Queue[agent_pb2.ControlMessage] = asyncio.Queue()
+        self._out = out
         self.registers.append(first.register)
         offsets = {wid: len(data) for wid, data in self.logs.items()}
         await context.write(
@@ -70,9 +74,6 @@ class FakeControlPlane(agent_pb2_grpc.AgentServiceServicer):
                 ),
             )
         )
-        out: asyncio.Queue[agent_pb2.ControlMessage] = asyncio.Queue()
-        self._out = out
-
         async def writer() -> None:
             while True:
                 await context.write(await out.get())

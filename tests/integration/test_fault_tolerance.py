@@ -40,6 +40,36 @@ def make_server(tmp_path: Path) -> Iterator[MakeServer]:
         srv.stop()
 
 
+def cluster(
+    make_server: MakeServer, start_agent: Any, *names: str, flags: tuple[str, ...] = ()
+) -> tuple[Server, Api]:
+    server = make_server(*flags)
+    for name in names:
+        start_agent(server.address, name)
+    api = Api(server.address)
+    api.wait_ready(*names)
+    return server, api
+
+
+def submit_long_job(server: Server, tmp_path: Path, name: str) -> str:
+    """A whole-node job that runs for a while and never checkpoints unless asked to."""
+    spec = write_spec(
+        tmp_path / f"{name}.yaml",
+        name=name,
+        command=train(2000, "--checkpoint-every", "100000"),
+        devices_per_worker=8,
+        checkpoint_dir=str(tmp_path / f"ckpt-{name}"),
+        working_dir=str(REPO),
+    )
+    return submit(server, spec)
+
+
+def second_attempt_running(api: Api, job_id: str) -> Any:
+    return wait_for(
+        lambda: len((j := api.job(job_id)).attempts) == 2 and api.state(job_id) == "RUNNING" and j, 60
+    )
+
+
 def train(steps: int, *extra: str) -> list[str]:
     return ["python", "examples/train.py", "--steps", str(steps), "--step-sleep", "0.02", *extra]
 
@@ -78,11 +108,8 @@ def final_line(text: str) -> str:
 def test_fell_off_the_bus_resumes_on_a_hot_spare_with_the_result_of_a_clean_run(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server("--hot-spares", "1")
-    for name in ("n0", "n1", "n2"):
-        start_agent(server.address, name)
-    api = Api(server.address)
-    api.wait_ready("n0", "n1", "n2")
+    spares = ("--hot-spares", "1")
+    server, api = cluster(make_server, start_agent, "n0", "n1", "n2", flags=spares)
     spare = wait_for(
         lambda: [n.name for n in api.nodes.List(node_pb2.ListNodesRequest()).nodes if n.hot_spare], 10
     )
@@ -136,11 +163,7 @@ def test_fell_off_the_bus_resumes_on_a_hot_spare_with_the_result_of_a_clean_run(
 def test_a_job_that_always_crashes_is_blamed_and_fails_leaving_the_hardware_healthy(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server()
-    for name in ("n0", "n1", "n2"):
-        start_agent(server.address, name)
-    api = Api(server.address)
-    api.wait_ready("n0", "n1", "n2")
+    server, api = cluster(make_server, start_agent, "n0", "n1", "n2")
     spec = write_spec(
         tmp_path / "crash.yaml",
         name="crash",
@@ -168,27 +191,13 @@ def test_a_job_that_always_crashes_is_blamed_and_fails_leaving_the_hardware_heal
 def test_drain_moves_the_job_with_a_fresh_checkpoint(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server()
-    for name in ("n0", "n1"):
-        start_agent(server.address, name)
-    api = Api(server.address)
-    api.wait_ready("n0", "n1")
-    spec = write_spec(
-        tmp_path / "move.yaml",
-        name="move",
-        # No periodic checkpoints of its own: the only one is the one the drain asks for.
-        command=train(2000, "--checkpoint-every", "100000"),
-        devices_per_worker=8,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        working_dir=str(REPO),
-    )
-    job_id = submit(server, spec)
+    server, api = cluster(make_server, start_agent, "n0", "n1")
+    # No periodic checkpoints of its own: the only one is the one the drain asks for.
+    job_id = submit_long_job(server, tmp_path, "move")
     job = progressed(api, job_id, 30)
     node = job.attempts[0].workers[0].node_name
     assert cli(server.address, "drain", node, "--reason", "maintenance").returncode == 0
-    moved = wait_for(
-        lambda: len((j := api.job(job_id)).attempts) == 2 and api.state(job_id) == "RUNNING" and j, 60
-    )
+    moved = second_attempt_running(api, job_id)
     states = [
         e.message for e in events(api, "state", job_id=job_id) if "checkpointing before the move" in e.message
     ]
@@ -205,29 +214,15 @@ def test_drain_moves_the_job_with_a_fresh_checkpoint(
 def test_a_suspect_warning_gets_a_checkpoint_before_the_device_fails(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server()
-    for name in ("n0", "n1"):
-        start_agent(server.address, name)
-    api = Api(server.address)
-    api.wait_ready("n0", "n1")
-    spec = write_spec(
-        tmp_path / "warned.yaml",
-        name="warned",
-        command=train(2000, "--checkpoint-every", "100000"),
-        devices_per_worker=8,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        working_dir=str(REPO),
-    )
-    job_id = submit(server, spec)
+    server, api = cluster(make_server, start_agent, "n0", "n1")
+    job_id = submit_long_job(server, tmp_path, "warned")
     job = progressed(api, job_id, 20)
     worker = job.attempts[0].workers[0]
     inject(api, worker.node_name, worker.device_indices[0], "xid:92")  # high single-bit ECC rate
     wait_for(lambda: api.node(worker.node_name).devices[worker.device_indices[0]].health == 2, 10)  # SUSPECT
     warned = wait_for(lambda: [c for c in api.job(job_id).checkpoints if c.trigger == "requested"], 30)
     inject(api, worker.node_name, worker.device_indices[0], "xid:79")
-    back = wait_for(
-        lambda: len((j := api.job(job_id)).attempts) == 2 and api.state(job_id) == "RUNNING" and j, 60
-    )
+    back = second_attempt_running(api, job_id)
     assert back.attempts[0].blame == "hardware"
     assert back.attempts[1].resumed_from_step >= warned[0].step > 0
     kinds = [(e.kind, e.message) for e in events(api, "checkpoint", "failure", job_id=job_id)]
@@ -241,10 +236,7 @@ def test_a_suspect_warning_gets_a_checkpoint_before_the_device_fails(
 def test_a_job_without_progress_is_restarted_as_hung(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server()
-    start_agent(server.address, "n0")
-    api = Api(server.address)
-    api.wait_ready("n0")
+    server, api = cluster(make_server, start_agent, "n0")
     spec = write_spec(
         tmp_path / "hang.yaml",
         name="hang",
@@ -267,11 +259,7 @@ def test_a_job_without_progress_is_restarted_as_hung(
 def test_a_node_in_repeated_hardware_failures_is_quarantined_with_its_evidence(
     make_server: MakeServer, start_agent: Any, tmp_path: Path
 ) -> None:
-    server = make_server()
-    for name in ("n0", "n1"):
-        start_agent(server.address, name)
-    api = Api(server.address)
-    api.wait_ready("n0", "n1")
+    server, api = cluster(make_server, start_agent, "n0", "n1")
     assert cli(server.address, "cordon", "n1").returncode == 0  # every job starts on n0
     jobs = []
     for i in range(3):
