@@ -74,6 +74,7 @@ class FakeControlPlane(agent_pb2_grpc.AgentServiceServicer):
                 ),
             )
         )
+
         async def writer() -> None:
             while True:
                 await context.write(await out.get())
