@@ -947,6 +947,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error("--warn-fraction in [0, 1], --warn-lead-s > 0")
     if args.nodes_per_rack < 1 or args.nodes_per_block < 1 or args.max_restarts < 0:
         p.error("--nodes-per-rack and --nodes-per-block must be ≥ 1, --max-restarts ≥ 0")
+    if args.json and Path(args.json).resolve() in (
+        Path(args.report).resolve(),
+        Path(args.report).resolve().with_suffix(".md"),
+    ):
+        p.error(
+            f"--json {args.json}: the full report is written there (--report); give the mapping another path"
+        )
     resolve_latencies(args)
     return args
 
