@@ -40,7 +40,7 @@ class ListEventsRequest(_message.Message):
     def since(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def kinds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """empty: failure, recovery, health, checkpoint, node"""
+        """empty: failure, recovery, health, node (add "checkpoint", "state", "worker" by name)"""
 
     def __init__(
         self,
