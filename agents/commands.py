@@ -15,6 +15,7 @@ from corral.v1 import agent_pb2, common_pb2
 
 from agents.backends.base import BackendError, DeviceBackend, PowerLimitError
 from agents.executor import Executor
+from agents.power_guard import PowerLimits
 
 log = logging.getLogger("corral.agent.commands")
 
@@ -22,9 +23,11 @@ Outcome = tuple[bool, str]
 
 
 class CommandHandler:
-    def __init__(self, executor: Executor, backend: DeviceBackend) -> None:
+    def __init__(self, executor: Executor, backend: DeviceBackend, power: PowerLimits | None = None) -> None:
         self.executor = executor
         self.backend = backend
+        # None: limits go straight to the backend and are not kept across restarts.
+        self.power = power
         self._handlers: dict[str, Callable[[agent_pb2.ControlMessage], Awaitable[Outcome]]] = {
             "start": self._start,
             "stop": self._stop,
@@ -72,7 +75,8 @@ class CommandHandler:
     async def _set_power_limit(self, message: agent_pb2.ControlMessage) -> Outcome:
         req = message.set_power_limit
         try:
-            await asyncio.to_thread(self.backend.set_power_limit, req.device_index, req.limit_w)
+            apply = self.power.apply if self.power is not None else self.backend.set_power_limit
+            await asyncio.to_thread(apply, req.device_index, req.limit_w)
         except (PowerLimitError, BackendError) as e:
             return False, str(e)
         return True, f"device {req.device_index} power limit set to {req.limit_w:g} W"

@@ -23,11 +23,14 @@ from agents.backends.base import DeviceBackend
 from agents.backends.detect import detect_backend
 from agents.connection import ChannelFactory, insecure_channel
 from agents.executor import Executor
+from agents.power_guard import PowerLimits, SafeCapConfig
 from agents.stream import NodeIdentity, StreamClient
 
 log = logging.getLogger("corral.agent")
 
 REPORT_EXITS_S = 5.0
+# How often the agent checks whether it has been cut off long enough for the safe cap.
+POWER_GUARD_INTERVAL_S = 1.0
 
 
 def default_data_dir() -> Path:
@@ -44,6 +47,7 @@ class AgentConfig:
     labels: dict[str, str] = field(default_factory=dict)
     detach: bool = False
     worker_grace_s: float = 10.0
+    safe_cap: SafeCapConfig = field(default_factory=SafeCapConfig)
     channel_factory: ChannelFactory = insecure_channel
 
 
@@ -61,12 +65,14 @@ class Agent:
             device_count=len(backend.inventory()),
             on_busy=backend.set_busy,
         )
+        self.power = PowerLimits(backend, self.data_dir, config.safe_cap)
         self.client = StreamClient(
             config.server,
             NodeIdentity(node_name=self.node_name, address=config.address, labels=dict(config.labels)),
             backend,
             self.executor,
             channel_factory=config.channel_factory,
+            power=self.power,
         )
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -78,11 +84,15 @@ class Agent:
             self.config.server,
             self.data_dir,
         )
+        # Before the stream opens, so the caps the control plane last set hold from the start.
+        await asyncio.to_thread(self.power.restore)
         client_stop = asyncio.Event()
         stream = asyncio.create_task(self.client.run(client_stop), name="stream client")
+        guard = asyncio.create_task(self._guard_power(), name="power guard")
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([stream, stopped], return_when=asyncio.FIRST_COMPLETED)
         stopped.cancel()
+        guard.cancel()
         if stream.done():
             stream.result()
             return
@@ -105,6 +115,20 @@ class Agent:
         client_stop.set()
         await stream
         log.info("agent %s stopped", self.node_name)
+
+    async def _guard_power(self) -> None:
+        """The safe cap: on after the agent has been cut off too long, off once it is back."""
+        if self.config.safe_cap.after_s <= 0:
+            return
+        while True:
+            await asyncio.sleep(POWER_GUARD_INTERVAL_S)
+            try:
+                if self.client.connected.is_set():
+                    await asyncio.to_thread(self.power.lift)
+                else:
+                    await asyncio.to_thread(self.power.check, self.client.disconnected_for())
+            except Exception:  # a backend failure must not end the agent; try again next time
+                log.exception("power guard check failed")
 
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:

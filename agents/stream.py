@@ -32,6 +32,7 @@ from agents.executor import Executor
 from agents.health_watch import NodeWatch
 from agents.logship import LogShipper
 from agents.outbox import DEFAULT_CAPACITY, Outbox
+from agents.power_guard import PowerLimits
 from agents.timeutil import timestamp
 
 log = logging.getLogger("corral.agent.stream")
@@ -75,6 +76,7 @@ class StreamClient:
         wait: wait_base | None = None,
         register_timeout_s: float = 10.0,
         log_interval_s: float = 0.5,
+        power: PowerLimits | None = None,
     ) -> None:
         self.server = server
         self.identity = identity
@@ -82,7 +84,7 @@ class StreamClient:
         self.executor = executor
         self.outbox = Outbox(outbox_capacity)
         self.shipper = LogShipper(executor.log_paths)
-        self.commands = CommandHandler(executor, backend)
+        self.commands = CommandHandler(executor, backend, power)
         # Outlives sessions: its counter baselines are what a rise is measured from.
         self.watch = NodeWatch(backend.health_thresholds(), next((d.vendor for d in backend.inventory()), ""))
         self.connected = asyncio.Event()
@@ -96,6 +98,9 @@ class StreamClient:
         self._stop = asyncio.Event()
         self._pumping = False
         self._down_since: float | None = None
+        # Since when no session is registered, counting from the start: an agent that has not
+        # reached the control plane yet is as cut off as one that lost it (the safe cap).
+        self._cut_off_since: float | None = None
 
     # -- reliable messages ---------------------------------------------------------------
 
@@ -159,11 +164,18 @@ class StreamClient:
             await asyncio.sleep(0.05)
         return False
 
+    def disconnected_for(self) -> float:
+        """Seconds without a registered session (0 while connected or before `run`)."""
+        if self._cut_off_since is None:
+            return 0.0
+        return time.monotonic() - self._cut_off_since
+
     # -- the loop ------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         """Keep a session open until `stop` is set."""
         self._stop = stop
+        self._cut_off_since = time.monotonic()
         loop = asyncio.get_running_loop()
 
         def from_any_thread(event: common_pb2.HealthEvent) -> None:
@@ -287,6 +299,7 @@ class StreamClient:
                 len(self.outbox),
             )
             self._down_since = None
+            self._cut_off_since = None
             tasks += [
                 asyncio.create_task(self._telemetry_loop(conn), name="telemetry"),
                 asyncio.create_task(self._log_loop(), name="log shipping"),
@@ -300,6 +313,8 @@ class StreamClient:
         finally:
             if self._down_since is None:
                 self._down_since = time.monotonic()
+            if self._cut_off_since is None:
+                self._cut_off_since = time.monotonic()
             self._conn = None
             self.connected.clear()
             self.shipper.detach()

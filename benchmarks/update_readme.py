@@ -219,6 +219,45 @@ def recovery_section(r: dict[str, Any]) -> str:
     )
 
 
+def power_section(r: dict[str, Any]) -> str:
+    rows = [
+        "| provisioned | strategy | throughput kept | priority-weighted kept | s over budget | energy |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for level, by in r["levels"].items():
+        for name, v in by.items():
+            bold = "**" if name == "corral" else ""
+            rows.append(
+                f"| {level}% | {bold}{name}{bold} | {v['throughput_kept']:.2%} "
+                f"| {bold}{v['weighted_throughput_kept']:.2%}{bold} | {v['seconds_over_budget']:.1f} "
+                f"| {v['energy_kwh']:.1f} kWh |"
+            )
+    g, e = r["goals"], r["extra_devices"]
+    verdict = " ".join(
+        f"{text}: {'met' if g[key] else 'not met'}."
+        for key, text in (
+            ("within_1pct_of_optimal", "Corral ≥ 99% of the optimum's weighted throughput"),
+            ("at_most_2s_over_after_any_change", "≤ 2 s over budget after any change"),
+            ("above_uniform", "above uniform caps"),
+        )
+    )
+    ratio = ", ".join(f"{lv}%: {v:.2%}" for lv, v in g["corral_over_optimal_weighted"].items())
+    hosts = "; ".join(
+        f"at {lv}%, {v['devices_per_nameplate_budget']:.2f}× the devices "
+        f"({v['site_throughput_vs_nameplate']:.2f}× the throughput)"
+        for lv, v in e.items()
+    )
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"{r['site']['devices']} devices, {r['settings']['horizon_s']} s. Corral / optimum, weighted: "
+            f"{ratio}. {verdict} A budget provisioned for nameplate hosts {hosts}. "
+            f"Command: `{r['command']}`, {r['finished_at'][:10]}.",
+        ]
+    )
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
@@ -233,6 +272,7 @@ SECTIONS: dict[str, Callable[[Any], str]] = {
     "sim_openb": sim_openb_section,
     "ettr": ettr_section,
     "recovery": recovery_section,
+    "power": power_section,
 }
 LOADERS: dict[str, Callable[[], Any]] = {
     "openb": _openb_reports,

@@ -13,6 +13,8 @@ from scheduler.cli.errors import CliError, ExitCode
 from scheduler.placement.policies import DEFAULT_POLICY, POLICIES
 
 if TYPE_CHECKING:
+    from agents.power_guard import SafeCapConfig
+    from scheduler.power.domains import PowerDomains
     from scheduler.server.main import ServerConfig
 
 DATA_DIR_ENV = "CORRAL_DATA_DIR"
@@ -24,6 +26,14 @@ QueuesOpt = Annotated[
     typer.Option(help="Queues with quotas and weights, YAML (see examples/queues.yaml).", dir_okay=False),
 ]
 PolicyOpt = Annotated[str, typer.Option(help=f"Placement policy: {', '.join(POLICIES)}.")]
+PowerTopologyOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="Power topology: cooling zones, racks and their budgets, YAML (see examples/power.yaml). "
+        "Turns on power-aware placement and capping.",
+        dir_okay=False,
+    ),
+]
 
 
 def default_data_dir() -> Path:
@@ -71,6 +81,7 @@ def server(
     stop_grace: Annotated[
         float, typer.Option(help="Seconds between SIGTERM and SIGKILL when workers are stopped.")
     ] = 30.0,
+    power_topology: PowerTopologyOpt = None,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
@@ -87,6 +98,7 @@ def server(
         restart_backoff_max=restart_backoff_max,
         checkpoint_timeout=checkpoint_timeout,
         stop_grace=stop_grace,
+        power_topology=power_topology,
     )
     serve(listen, directory, config)
 
@@ -102,6 +114,7 @@ def load_server_config(
     restart_backoff_max: float = 60.0,
     checkpoint_timeout: float = 60.0,
     stop_grace: float = 30.0,
+    power_topology: Path | None = None,
 ) -> ServerConfig:
     """Check the configuration before anything starts: a bad file or flag stops the server
     with the field named, instead of a control plane running with the wrong rules."""
@@ -140,6 +153,18 @@ def load_server_config(
         )
     if not stop_grace > 0:
         raise CliError(f"--stop-grace: must be > 0 s (got {stop_grace:g})", ExitCode.BAD_INPUT)
+    power: PowerDomains | None = None
+    if power_topology is not None:
+        from scheduler.power.topology import TopologyError, load_topology
+
+        try:
+            power = load_topology(power_topology)
+        except TopologyError as e:
+            raise CliError(
+                f"--power-topology: {len(e.problems)} problem(s) in {e.source}",
+                ExitCode.BAD_INPUT,
+                [f"{e.source}: {p}" for p in e.problems],
+            ) from e
     fault_tolerance = FaultToleranceConfig(
         recovery=RecoveryPolicy(backoff_initial_s=restart_backoff, backoff_max_s=restart_backoff_max),
         spares=SparePolicy(per_model=hot_spares),
@@ -151,6 +176,7 @@ def load_server_config(
         liveness=liveness,
         fault_tolerance=fault_tolerance,
         stop_grace_s=stop_grace,
+        power=power,
     )
 
 
@@ -162,6 +188,20 @@ def parse_labels(labels: list[str]) -> dict[str, str]:
             raise CliError(f"label {item!r} is not KEY=VALUE", ExitCode.BAD_INPUT)
         result[key.strip()] = value.strip()
     return result
+
+
+def safe_cap_config(after_s: float, cap_w: float | None, fraction: float | None) -> SafeCapConfig:
+    """The agent's safe-cap flags, checked: exit 2 naming the flag."""
+    from agents.power_guard import DEFAULT_SAFE_CAP_FRACTION, SafeCapConfig
+
+    if cap_w is not None and fraction is not None:
+        raise CliError("--safe-cap-w and --safe-cap-fraction: give one, not both", ExitCode.BAD_INPUT)
+    config = SafeCapConfig(
+        after_s=after_s, cap_w=cap_w, fraction=DEFAULT_SAFE_CAP_FRACTION if fraction is None else fraction
+    )
+    if problems := config.problems():
+        raise CliError(problems[0], ExitCode.BAD_INPUT, problems[1:])
+    return config
 
 
 def agent(
@@ -185,6 +225,28 @@ def agent(
         str, typer.Option(help="Address workers on this node are reached at (MASTER_ADDR).")
     ] = "127.0.0.1",
     label: Annotated[list[str] | None, typer.Option(help="Node label KEY=VALUE (repeatable).")] = None,
+    safe_cap_after: Annotated[
+        float,
+        typer.Option(
+            help="Seconds cut off from the control plane before every settable device is capped "
+            "(--safe-cap-w / --safe-cap-fraction); lifted when it is back. 0: never."
+        ),
+    ] = 60.0,
+    safe_cap_w: Annotated[
+        float | None,
+        typer.Option(
+            help="The safe cap in W for every device (default: --safe-cap-fraction of each default).",
+            show_default=False,
+        ),
+    ] = None,
+    safe_cap_fraction: Annotated[
+        float | None,
+        typer.Option(
+            help="The safe cap as a share of each device's default limit, never below its minimum "
+            "(default 0.7).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Run a node agent: report this node's devices to the control plane and run its workers.
 
@@ -192,6 +254,7 @@ def agent(
     Exits 2 when there is no device backend at all.
     """
     labels = parse_labels(label or [])
+    safe_cap = safe_cap_config(safe_cap_after, safe_cap_w, safe_cap_fraction)
     from agents.backends.detect import NoDeviceBackend
     from agents.main import AgentConfig, main_sync
     from agents.profiles import ProfileError, resolve_profile
@@ -205,6 +268,7 @@ def agent(
             data_dir=data_dir or default_data_dir() / "agent",
             address=address,
             labels=labels,
+            safe_cap=safe_cap,
         )
         main_sync(config)
     except (NoDeviceBackend, ProfileError) as exc:

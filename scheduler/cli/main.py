@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli import daemons, events, jobs, nodes, queues, sim, up
+from scheduler.cli import daemons, events, jobs, nodes, power, queues, sim, up
 from scheduler.cli.common import handle_errors
 from scheduler.cli.errors import EXIT_CODE_HELP
 
@@ -29,6 +29,10 @@ app = typer.Typer(
 sim_app = typer.Typer(
     help="Simulated devices: inject faults.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+power_app = typer.Typer(
+    help="Power and cooling: budgets, measured draw and caps per rack and zone.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -80,6 +84,10 @@ for _name, _func, _panel in _COMMANDS:
     app.command(_name, rich_help_panel=_panel)(handle_errors(_func))
 sim_app.command("inject")(handle_errors(sim.inject))
 app.add_typer(sim_app, name="sim", rich_help_panel="Nodes")
+# `corral power` shows; `corral power budget` changes a budget.
+power_app.callback(invoke_without_command=True)(handle_errors(power.show))
+power_app.command("budget")(handle_errors(power.budget))
+app.add_typer(power_app, name="power", rich_help_panel="Cluster")
 
 
 def main() -> None:

@@ -16,7 +16,7 @@ import typer
 from rich.markup import escape
 
 from scheduler.cli.common import Output, console
-from scheduler.cli.daemons import PolicyOpt, QueuesOpt, load_server_config
+from scheduler.cli.daemons import PolicyOpt, PowerTopologyOpt, QueuesOpt, load_server_config
 from scheduler.cli.errors import CliError, ExitCode
 from scheduler.placement.policies import DEFAULT_POLICY
 
@@ -288,6 +288,7 @@ def up(
     ] = None,
     queues: QueuesOpt = None,
     policy: PolicyOpt = DEFAULT_POLICY,
+    power_topology: PowerTopologyOpt = None,
 ) -> None:
     """Start a whole cluster on this machine: control plane, store and local agents.
 
@@ -299,8 +300,11 @@ def up(
     from scheduler.cli.procs import StopSignals, Supervisor, corral_argv
 
     spec = load_job_spec(example) if example is not None else None  # bad spec: exit 2 before starting
-    load_server_config(queues, policy)  # a bad queue file or policy: exit 2 before starting
+    # A bad queue or topology file, or policy: exit 2 before starting anything.
+    load_server_config(queues, policy, power_topology=power_topology)
     server_args = ["--policy", policy, *(["--queues", str(queues.resolve())] if queues else [])]
+    if power_topology is not None:
+        server_args += ["--power-topology", str(power_topology.resolve())]
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     _, port = split_listen(listen)

@@ -23,6 +23,7 @@ from scheduler.placement.engine import PlacementDecision, SpeedOf, place
 from scheduler.placement.policies import Policy
 from scheduler.placement.request import PlacementRequest, Pool
 from scheduler.placement.speedup import RateBaseline
+from scheduler.power.admission import PowerGate
 from scheduler.queueing.config import QueueSet
 from scheduler.queueing.fairshare import fair_order
 from scheduler.queueing.preemption import choose_victims, lost_work
@@ -63,6 +64,7 @@ class _Pass:
     start_pools: list[Pool]
     hidden: _Hidden
     baseline: RateBaseline | None = None
+    power: PowerGate | None = None
     result: PassResult = field(default_factory=PassResult)
     victims: set[str] = field(default_factory=set)
     # Shapes for which preemption found nothing, keyed by the pass's `epoch`: identical
@@ -73,10 +75,36 @@ class _Pass:
     def place_within(
         self, request: PlacementRequest, allowed: list[Pool], accepted: list[Pool]
     ) -> PlacementDecision:
-        """`place`, kept to the `allowed` pools (those the queue's quota still permits)."""
+        """`place`, kept to the `allowed` pools (those the queue's quota still permits) and,
+        with a power gate, to what the racks and zones can power at the job's expected draw:
+        the coolest zone first, then anywhere a budget allows."""
         if allowed != accepted:
             request = replace(request, pools=tuple(allowed))
-        return place(request, self.cluster, self.policy, self.speed_of)
+        if self.power is None:
+            return place(request, self.cluster, self.policy, self.speed_of)
+        refused = ""
+        decision = PlacementDecision(None, "")
+        for names in self.power.tiers():
+            hidden = _Hidden(self.cluster)
+            if names is not None:
+                hidden.hide(n.id for n in self.cluster.nodes if n.name not in names)
+            try:
+                decision = place(request, self.cluster, self.policy, self.speed_of)
+            finally:
+                hidden.restore()
+            if not decision.placed:
+                continue
+            why = self.power.check(request.job_id, decision)
+            if why is None:
+                self.power.commit(request.job_id, decision)
+                return decision
+            refused = refused or why
+            for a in decision.allocations:
+                self.cluster.release(a)
+            decision = PlacementDecision(None, why, largest_block=decision.largest_block)
+        if refused:
+            self.power.ledger.reasons[request.job_id] = refused
+        return decision
 
     def attempt(self, job: PendingJob) -> None:
         if self.baseline is not None:  # rank models by the job's gain over the typical job's
@@ -119,7 +147,12 @@ class _Pass:
         else:
             # Not the engine's words: they describe the request as narrowed for quota.
             notes = [f"{needs}; largest free block {decision.largest_block} {unit}"]
-        if job.victims_stopping:
+        power_note = self.power.ledger.reasons.get(job.job_id) if self.power is not None else None
+        if power_note:
+            # It fits the devices; only power keeps it waiting. Preempting or reserving devices
+            # would not give it watts, so neither is tried.
+            notes = [power_note]
+        elif job.victims_stopping:
             notes.append("waiting for the jobs preempted for it to stop")
         elif not self.preempt(job, allowed, accepted, notes) and is_gang(request):
             self.reserve(job, allowed, notes)
@@ -228,6 +261,7 @@ def schedule_pass(
     *,
     baseline: RateBaseline | None = None,
     usage: Usage | None = None,
+    power: PowerGate | None = None,
 ) -> PassResult:
     """Decide one pass. `cluster` must already hold the running jobs' allocations; it comes
     back holding the placements in `result.placed` as well, and nothing else changed.
@@ -237,7 +271,10 @@ def schedule_pass(
     With a `baseline`, each job's declared rates are ranked relative to the typical job's
     (`RateBaseline.relative`: fast models go first to the jobs they speed up most); the pass
     only reads it, and the caller observes each job once, when it is submitted. `usage`, where
-    given, is what `running` holds per queue and pool, kept by the caller between passes."""
+    given, is what `running` holds per queue and pool, kept by the caller between passes.
+    With a `power` gate, nothing is placed that would push a rack or zone over budget at the
+    job's expected draw (scheduler/power/admission.py); the gate's ledger says who waits for
+    power."""
     ledger = Ledger(queues, running, usage)
     capacity = pool_capacity(cluster)
     state = _Pass(
@@ -251,6 +288,7 @@ def schedule_pass(
         start_pools=cluster.pools,
         hidden=_Hidden(cluster),
         baseline=baseline,
+        power=power,
     )
     try:
         for job in fair_order(pending, ledger, capacity):

@@ -44,6 +44,8 @@ class AgentReports:
         )
         if rt.record.draining:  # a restarted agent forgets; the control plane remembers
             session.send(drain=agent_pb2.Drain(reason=rt.record.cordon_reason))
+        if cp.power_loop is not None:  # so are the caps in force
+            cp.power_loop.node_registered(rt)
         self._reconcile(rt, reg, on_node)
         cp.kick()
         return rt

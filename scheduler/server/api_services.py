@@ -19,6 +19,7 @@ from scheduler.server import node_ops
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
 from scheduler.server.convert import cluster_event, job_to_proto, node_to_proto, queue_info, timestamp
 from scheduler.server.nodes import NodeRuntime
+from scheduler.server.power_runtime import DISABLED_NOTE, PowerRuntime, disabled_status
 from scheduler.spec import SpecError, spec_from_proto, spec_to_proto
 from scheduler.store.events_query import query_events
 
@@ -285,3 +286,23 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             limit=request.limit,
         )
         return cluster_pb2.ListEventsResponse(events=[cluster_event(row) for row in rows])
+
+    async def GetPower(
+        self, request: cluster_pb2.GetPowerRequest, context: Context
+    ) -> cluster_pb2.PowerStatus:
+        # getattr: a control plane built without power management has no such attribute.
+        power: PowerRuntime | None = getattr(self.cp, "power", None)
+        return disabled_status() if power is None else power.status(self.cp)
+
+    async def SetPowerBudget(
+        self, request: cluster_pb2.SetPowerBudgetRequest, context: Context
+    ) -> cluster_pb2.PowerStatus:
+        power: PowerRuntime | None = getattr(self.cp, "power", None)
+        if power is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, DISABLED_NOTE)
+            raise AssertionError("unreachable")  # abort raises; this tells mypy so
+        try:
+            power.set_budget(request.kind, request.name, request.budget_w)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        return power.status(self.cp)

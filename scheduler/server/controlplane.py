@@ -36,6 +36,7 @@ from scheduler.placement.from_spec import placement_request
 from scheduler.placement.policies import DEFAULT_POLICY, Policy, make_policy
 from scheduler.placement.speedup import RateBaseline
 from scheduler.placement.taskmix import TaskMix
+from scheduler.power.domains import PowerDomains
 from scheduler.queueing import Preemption, QueueSet, queue_usage, schedule_pass
 from scheduler.queueing.usage import QueueUsage
 from scheduler.reliability.health_state import HealthBook
@@ -46,6 +47,8 @@ from scheduler.server.faults import FaultTolerance, FaultToleranceConfig
 from scheduler.server.ingest import LagTracker
 from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
+from scheduler.server.power_loop import PowerLoop
+from scheduler.server.power_runtime import PowerRuntime
 from scheduler.server.scheduling import PassInputs, catalog_speed, pass_inputs, task_mix
 from scheduler.store import Store
 
@@ -79,6 +82,7 @@ class ControlPlane:
         catalog: DeviceCatalog | None = None,
         liveness: LivenessConfig | None = None,
         fault_tolerance: FaultToleranceConfig | None = None,
+        power: PowerDomains | None = None,
     ) -> None:
         self.store = store
         self.data_dir = data_dir
@@ -116,6 +120,10 @@ class ControlPlane:
         self.spares: frozenset[str] = frozenset()
         self._checkpoints: dict[str, list[CheckpointRecord]] = {}
         self.ft = FaultTolerance(self, fault_tolerance)
+        # Power budgets (`--power-topology`): the state `corral power` shows, and the loop that
+        # caps devices and gates admission. None: power is not managed.
+        self.power = PowerRuntime(power) if power is not None else None
+        self.power_loop = PowerLoop(self, self.power) if self.power is not None else None
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -163,6 +171,8 @@ class ControlPlane:
                 if now - self._ticked_at >= 1.0:
                     self._ticked_at = now
                     self.ft.tick()
+                if self.power_loop is not None:
+                    self.power_loop.tick()  # on its own period
                 self.schedule()
             except Exception:  # one bad tick must not stop scheduling for good
                 log.exception("scheduling pass failed")
@@ -332,6 +342,7 @@ class ControlPlane:
             self.speed_of,
             self.clock(),
             baseline=self.rate_baseline,
+            power=self.power_loop.gate() if self.power_loop is not None else None,
         )
         for job_id, decision in result.placed:
             job = self.jobs[job_id]

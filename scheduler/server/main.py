@@ -9,6 +9,7 @@ import logging
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from corral.v1 import agent_pb2_grpc, cluster_pb2_grpc, job_pb2_grpc, node_pb2_grpc
@@ -22,6 +23,9 @@ from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServ
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.faults import FaultToleranceConfig
 from scheduler.store import Store
+
+if TYPE_CHECKING:
+    from scheduler.power.domains import PowerDomains
 
 log = logging.getLogger("corral.server")
 
@@ -58,6 +62,7 @@ class ServerConfig:
     liveness: LivenessConfig = field(default_factory=LivenessConfig)
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
     stop_grace_s: float = 30.0
+    power: PowerDomains | None = None  # from --power-topology; None: power management off
 
 
 async def run_server(
@@ -74,6 +79,7 @@ async def run_server(
         liveness=config.liveness,
         fault_tolerance=config.fault_tolerance,
         stop_grace_s=config.stop_grace_s,
+        power=config.power,
     )
     cp.load()
     tune_gc()

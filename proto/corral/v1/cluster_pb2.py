@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orral/v1/cluster.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x01\n\x11ListEventsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\r\n\x05\x63\x61use\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"\xb5\x01\n\x0c\x43lusterEvent\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\r\n\x05\x62lame\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\t \x01(\t\"=\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.corral.v1.ClusterEvent\"\x13\n\x11ListQueuesRequest\"\xc8\x01\n\x0eQueuePoolUsage\x12\x0e\n\x06vendor\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\thas_quota\x18\x03 \x01(\x08\x12\x0f\n\x07nominal\x18\x04 \x01(\x01\x12\x1b\n\x13has_borrowing_limit\x18\x05 \x01(\x08\x12\x17\n\x0f\x62orrowing_limit\x18\x06 \x01(\x01\x12\x0e\n\x06in_use\x18\x07 \x01(\x01\x12\x17\n\x0fpending_devices\x18\x08 \x01(\x01\x12\x14\n\x0cpending_jobs\x18\t \x01(\r\"\xb8\x01\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12(\n\x05pools\x18\x04 \x03(\x0b\x32\x19.corral.v1.QueuePoolUsage\x12\x0e\n\x06in_use\x18\x05 \x01(\x01\x12\x14\n\x0crunning_jobs\x18\x06 \x01(\r\x12\x17\n\x0fpending_devices\x18\x07 \x01(\x01\x12\x14\n\x0cpending_jobs\x18\x08 \x01(\r\"J\n\x12ListQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.corral.v1.QueueInfo\x12\x0e\n\x06policy\x18\x02 \x01(\t\"\x12\n\x10GetStatusRequest\"\xee\x02\n\rClusterStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bnodes_total\x18\x03 \x01(\r\x12\x13\n\x0bnodes_ready\x18\x04 \x01(\r\x12\x15\n\rdevices_total\x18\x05 \x01(\r\x12\x14\n\x0c\x64\x65vices_free\x18\x06 \x01(\r\x12@\n\rjobs_by_state\x18\x07 \x03(\x0b\x32).corral.v1.ClusterStatus.JobsByStateEntry\x12&\n\x06ingest\x18\x08 \x01(\x0b\x32\x16.corral.v1.IngestStats\x12\x10\n\x08\x64\x61ta_dir\x18\t \x01(\t\x12\x15\n\ragent_streams\x18\n \x01(\r\x1a\x32\n\x10JobsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xaa\x01\n\x0bIngestStats\x12 \n\x18telemetry_messages_total\x18\x01 \x01(\x04\x12\x10\n\x08window_s\x18\x02 \x01(\x01\x12\x17\n\x0fwindow_messages\x18\x03 \x01(\x04\x12\x11\n\tlag_p50_s\x18\x04 \x01(\x01\x12\x11\n\tlag_p99_s\x18\x05 \x01(\x01\x12\x11\n\tlag_max_s\x18\x06 \x01(\x01\x12\x15\n\rprocess_cpu_s\x18\x07 \x01(\x01\x32\xea\x01\n\x0e\x43lusterService\x12\x42\n\tGetStatus\x12\x1b.corral.v1.GetStatusRequest\x1a\x18.corral.v1.ClusterStatus\x12I\n\nListQueues\x12\x1c.corral.v1.ListQueuesRequest\x1a\x1d.corral.v1.ListQueuesResponse\x12I\n\nListEvents\x12\x1c.corral.v1.ListEventsRequest\x1a\x1d.corral.v1.ListEventsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x63orral/v1/cluster.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x11\n\x0fGetPowerRequest\"\x84\x02\n\x11PowerDomainStatus\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04zone\x18\x03 \x01(\t\x12\x10\n\x08\x62udget_w\x18\x04 \x01(\x01\x12\x1a\n\x12\x65\x66\x66\x65\x63tive_budget_w\x18\x05 \x01(\x01\x12\x0e\n\x06\x64raw_w\x18\x06 \x01(\x01\x12\x16\n\x0e\x64\x65vices_capped\x18\x07 \x01(\r\x12\x12\n\nheadroom_w\x18\x08 \x01(\x01\x12\x15\n\rover_budget_s\x18\t \x01(\x01\x12\x13\n\x0b\x65nforced_by\x18\n \x01(\t\x12\x14\n\x07inlet_c\x18\x0b \x01(\x01H\x00\x88\x01\x01\x12\r\n\x05nodes\x18\x0c \x03(\tB\n\n\x08_inlet_c\"\x89\x01\n\tDeviceCap\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\r\n\x05index\x18\x02 \x01(\r\x12\r\n\x05\x63\x61p_w\x18\x03 \x01(\x01\x12\x11\n\tdefault_w\x18\x04 \x01(\x01\x12\r\n\x05min_w\x18\x05 \x01(\x01\x12\x0e\n\x06\x64raw_w\x18\x06 \x01(\x01\x12\x0e\n\x06job_id\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\"\x94\x01\n\x0bPowerStatus\x12\x0f\n\x07\x65nabled\x18\x01 \x01(\x08\x12-\n\x07\x64omains\x18\x02 \x03(\x0b\x32\x1c.corral.v1.PowerDomainStatus\x12\"\n\x04\x63\x61ps\x18\x03 \x03(\x0b\x32\x14.corral.v1.DeviceCap\x12\x13\n\x0bsite_draw_w\x18\x04 \x01(\x01\x12\x0c\n\x04note\x18\x05 \x01(\t\"E\n\x15SetPowerBudgetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x10\n\x08\x62udget_w\x18\x03 \x01(\x01\"\x8e\x01\n\x11ListEventsRequest\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\r\n\x05\x63\x61use\x18\x02 \x01(\t\x12)\n\x05since\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05kinds\x18\x04 \x03(\t\x12\x0e\n\x06job_id\x18\x05 \x01(\t\x12\r\n\x05limit\x18\x06 \x01(\r\"\xb5\x01\n\x0c\x43lusterEvent\x12\n\n\x02id\x18\x01 \x01(\x04\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06job_id\x18\x04 \x01(\t\x12\x11\n\tnode_name\x18\x05 \x01(\t\x12\x0f\n\x07message\x18\x06 \x01(\t\x12\r\n\x05\x63\x61use\x18\x07 \x01(\t\x12\r\n\x05\x62lame\x18\x08 \x01(\t\x12\x11\n\tdata_json\x18\t \x01(\t\"=\n\x12ListEventsResponse\x12\'\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x17.corral.v1.ClusterEvent\"\x13\n\x11ListQueuesRequest\"\xc8\x01\n\x0eQueuePoolUsage\x12\x0e\n\x06vendor\x18\x01 \x01(\t\x12\r\n\x05model\x18\x02 \x01(\t\x12\x11\n\thas_quota\x18\x03 \x01(\x08\x12\x0f\n\x07nominal\x18\x04 \x01(\x01\x12\x1b\n\x13has_borrowing_limit\x18\x05 \x01(\x08\x12\x17\n\x0f\x62orrowing_limit\x18\x06 \x01(\x01\x12\x0e\n\x06in_use\x18\x07 \x01(\x01\x12\x17\n\x0fpending_devices\x18\x08 \x01(\x01\x12\x14\n\x0cpending_jobs\x18\t \x01(\r\"\xb8\x01\n\tQueueInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06weight\x18\x02 \x01(\x01\x12\x0e\n\x06\x63ohort\x18\x03 \x01(\t\x12(\n\x05pools\x18\x04 \x03(\x0b\x32\x19.corral.v1.QueuePoolUsage\x12\x0e\n\x06in_use\x18\x05 \x01(\x01\x12\x14\n\x0crunning_jobs\x18\x06 \x01(\r\x12\x17\n\x0fpending_devices\x18\x07 \x01(\x01\x12\x14\n\x0cpending_jobs\x18\x08 \x01(\r\"J\n\x12ListQueuesResponse\x12$\n\x06queues\x18\x01 \x03(\x0b\x32\x14.corral.v1.QueueInfo\x12\x0e\n\x06policy\x18\x02 \x01(\t\"\x12\n\x10GetStatusRequest\"\xee\x02\n\rClusterStatus\x12\x0f\n\x07version\x18\x01 \x01(\t\x12.\n\nstarted_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0bnodes_total\x18\x03 \x01(\r\x12\x13\n\x0bnodes_ready\x18\x04 \x01(\r\x12\x15\n\rdevices_total\x18\x05 \x01(\r\x12\x14\n\x0c\x64\x65vices_free\x18\x06 \x01(\r\x12@\n\rjobs_by_state\x18\x07 \x03(\x0b\x32).corral.v1.ClusterStatus.JobsByStateEntry\x12&\n\x06ingest\x18\x08 \x01(\x0b\x32\x16.corral.v1.IngestStats\x12\x10\n\x08\x64\x61ta_dir\x18\t \x01(\t\x12\x15\n\ragent_streams\x18\n \x01(\r\x1a\x32\n\x10JobsByStateEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\r:\x02\x38\x01\"\xaa\x01\n\x0bIngestStats\x12 \n\x18telemetry_messages_total\x18\x01 \x01(\x04\x12\x10\n\x08window_s\x18\x02 \x01(\x01\x12\x17\n\x0fwindow_messages\x18\x03 \x01(\x04\x12\x11\n\tlag_p50_s\x18\x04 \x01(\x01\x12\x11\n\tlag_p99_s\x18\x05 \x01(\x01\x12\x11\n\tlag_max_s\x18\x06 \x01(\x01\x12\x15\n\rprocess_cpu_s\x18\x07 \x01(\x01\x32\xf6\x02\n\x0e\x43lusterService\x12\x42\n\tGetStatus\x12\x1b.corral.v1.GetStatusRequest\x1a\x18.corral.v1.ClusterStatus\x12I\n\nListQueues\x12\x1c.corral.v1.ListQueuesRequest\x1a\x1d.corral.v1.ListQueuesResponse\x12I\n\nListEvents\x12\x1c.corral.v1.ListEventsRequest\x1a\x1d.corral.v1.ListEventsResponse\x12>\n\x08GetPower\x12\x1a.corral.v1.GetPowerRequest\x1a\x16.corral.v1.PowerStatus\x12J\n\x0eSetPowerBudget\x12 .corral.v1.SetPowerBudgetRequest\x1a\x16.corral.v1.PowerStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,28 +34,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._loaded_options = None
   _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._serialized_options = b'8\001'
-  _globals['_LISTEVENTSREQUEST']._serialized_start=72
-  _globals['_LISTEVENTSREQUEST']._serialized_end=214
-  _globals['_CLUSTEREVENT']._serialized_start=217
-  _globals['_CLUSTEREVENT']._serialized_end=398
-  _globals['_LISTEVENTSRESPONSE']._serialized_start=400
-  _globals['_LISTEVENTSRESPONSE']._serialized_end=461
-  _globals['_LISTQUEUESREQUEST']._serialized_start=463
-  _globals['_LISTQUEUESREQUEST']._serialized_end=482
-  _globals['_QUEUEPOOLUSAGE']._serialized_start=485
-  _globals['_QUEUEPOOLUSAGE']._serialized_end=685
-  _globals['_QUEUEINFO']._serialized_start=688
-  _globals['_QUEUEINFO']._serialized_end=872
-  _globals['_LISTQUEUESRESPONSE']._serialized_start=874
-  _globals['_LISTQUEUESRESPONSE']._serialized_end=948
-  _globals['_GETSTATUSREQUEST']._serialized_start=950
-  _globals['_GETSTATUSREQUEST']._serialized_end=968
-  _globals['_CLUSTERSTATUS']._serialized_start=971
-  _globals['_CLUSTERSTATUS']._serialized_end=1337
-  _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._serialized_start=1287
-  _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._serialized_end=1337
-  _globals['_INGESTSTATS']._serialized_start=1340
-  _globals['_INGESTSTATS']._serialized_end=1510
-  _globals['_CLUSTERSERVICE']._serialized_start=1513
-  _globals['_CLUSTERSERVICE']._serialized_end=1747
+  _globals['_GETPOWERREQUEST']._serialized_start=71
+  _globals['_GETPOWERREQUEST']._serialized_end=88
+  _globals['_POWERDOMAINSTATUS']._serialized_start=91
+  _globals['_POWERDOMAINSTATUS']._serialized_end=351
+  _globals['_DEVICECAP']._serialized_start=354
+  _globals['_DEVICECAP']._serialized_end=491
+  _globals['_POWERSTATUS']._serialized_start=494
+  _globals['_POWERSTATUS']._serialized_end=642
+  _globals['_SETPOWERBUDGETREQUEST']._serialized_start=644
+  _globals['_SETPOWERBUDGETREQUEST']._serialized_end=713
+  _globals['_LISTEVENTSREQUEST']._serialized_start=716
+  _globals['_LISTEVENTSREQUEST']._serialized_end=858
+  _globals['_CLUSTEREVENT']._serialized_start=861
+  _globals['_CLUSTEREVENT']._serialized_end=1042
+  _globals['_LISTEVENTSRESPONSE']._serialized_start=1044
+  _globals['_LISTEVENTSRESPONSE']._serialized_end=1105
+  _globals['_LISTQUEUESREQUEST']._serialized_start=1107
+  _globals['_LISTQUEUESREQUEST']._serialized_end=1126
+  _globals['_QUEUEPOOLUSAGE']._serialized_start=1129
+  _globals['_QUEUEPOOLUSAGE']._serialized_end=1329
+  _globals['_QUEUEINFO']._serialized_start=1332
+  _globals['_QUEUEINFO']._serialized_end=1516
+  _globals['_LISTQUEUESRESPONSE']._serialized_start=1518
+  _globals['_LISTQUEUESRESPONSE']._serialized_end=1592
+  _globals['_GETSTATUSREQUEST']._serialized_start=1594
+  _globals['_GETSTATUSREQUEST']._serialized_end=1612
+  _globals['_CLUSTERSTATUS']._serialized_start=1615
+  _globals['_CLUSTERSTATUS']._serialized_end=1981
+  _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._serialized_start=1931
+  _globals['_CLUSTERSTATUS_JOBSBYSTATEENTRY']._serialized_end=1981
+  _globals['_INGESTSTATS']._serialized_start=1984
+  _globals['_INGESTSTATS']._serialized_end=2154
+  _globals['_CLUSTERSERVICE']._serialized_start=2157
+  _globals['_CLUSTERSERVICE']._serialized_end=2531
 # @@protoc_insertion_point(module_scope)

@@ -20,6 +20,197 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class GetPowerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetPowerRequest: _TypeAlias = GetPowerRequest  # noqa: Y015
+
+@_typing.final
+class PowerDomainStatus(_message.Message):
+    """One rack or cooling zone. Watts throughout; the topology file says kW."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    ZONE_FIELD_NUMBER: _builtins.int
+    BUDGET_W_FIELD_NUMBER: _builtins.int
+    EFFECTIVE_BUDGET_W_FIELD_NUMBER: _builtins.int
+    DRAW_W_FIELD_NUMBER: _builtins.int
+    DEVICES_CAPPED_FIELD_NUMBER: _builtins.int
+    HEADROOM_W_FIELD_NUMBER: _builtins.int
+    OVER_BUDGET_S_FIELD_NUMBER: _builtins.int
+    ENFORCED_BY_FIELD_NUMBER: _builtins.int
+    INLET_C_FIELD_NUMBER: _builtins.int
+    NODES_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"zone" or "rack" """
+    name: _builtins.str
+    zone: _builtins.str
+    """the rack's zone; "" for a zone"""
+    budget_w: _builtins.float
+    """rack: PDU budget; zone: heat-removal capacity"""
+    effective_budget_w: _builtins.float
+    """after thermal derating (zones); = budget_w for racks"""
+    draw_w: _builtins.float
+    """measured: device power + per-node overhead"""
+    devices_capped: _builtins.int
+    """devices held below their default limit"""
+    headroom_w: _builtins.float
+    """effective_budget_w - draw_w (negative: over budget)"""
+    over_budget_s: _builtins.float
+    """seconds continuously over; 0 when within budget"""
+    enforced_by: _builtins.str
+    """"caps", or "admission only" when no device in it is settable"""
+    inlet_c: _builtins.float
+    """hottest inlet reported in it; absent when none is"""
+    @_builtins.property
+    def nodes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        zone: _builtins.str = ...,
+        budget_w: _builtins.float = ...,
+        effective_budget_w: _builtins.float = ...,
+        draw_w: _builtins.float = ...,
+        devices_capped: _builtins.int = ...,
+        headroom_w: _builtins.float = ...,
+        over_budget_s: _builtins.float = ...,
+        enforced_by: _builtins.str = ...,
+        inlet_c: _builtins.float | None = ...,
+        nodes: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_inlet_c", b"_inlet_c", "inlet_c", b"inlet_c"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_inlet_c", b"_inlet_c", "budget_w", b"budget_w", "devices_capped", b"devices_capped", "draw_w", b"draw_w", "effective_budget_w", b"effective_budget_w", "enforced_by", b"enforced_by", "headroom_w", b"headroom_w", "inlet_c", b"inlet_c", "kind", b"kind", "name", b"name", "nodes", b"nodes", "over_budget_s", b"over_budget_s", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__inlet_c: _TypeAlias = _typing.Literal["inlet_c"]  # noqa: Y015
+    _WhichOneofArgType__inlet_c: _TypeAlias = _typing.Literal["_inlet_c", b"_inlet_c"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__inlet_c) -> _WhichOneofReturnType__inlet_c | None: ...
+
+Global___PowerDomainStatus: _TypeAlias = PowerDomainStatus  # noqa: Y015
+
+@_typing.final
+class DeviceCap(_message.Message):
+    """A power limit the control plane holds below a device's default."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NODE_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    CAP_W_FIELD_NUMBER: _builtins.int
+    DEFAULT_W_FIELD_NUMBER: _builtins.int
+    MIN_W_FIELD_NUMBER: _builtins.int
+    DRAW_W_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    node: _builtins.str
+    index: _builtins.int
+    cap_w: _builtins.float
+    default_w: _builtins.float
+    min_w: _builtins.float
+    draw_w: _builtins.float
+    """latest measured power"""
+    job_id: _builtins.str
+    """"" when no job holds the device"""
+    reason: _builtins.str
+    """why, e.g. "rack r1 over budget" """
+    def __init__(
+        self,
+        *,
+        node: _builtins.str = ...,
+        index: _builtins.int = ...,
+        cap_w: _builtins.float = ...,
+        default_w: _builtins.float = ...,
+        min_w: _builtins.float = ...,
+        draw_w: _builtins.float = ...,
+        job_id: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cap_w", b"cap_w", "default_w", b"default_w", "draw_w", b"draw_w", "index", b"index", "job_id", b"job_id", "min_w", b"min_w", "node", b"node", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeviceCap: _TypeAlias = DeviceCap  # noqa: Y015
+
+@_typing.final
+class PowerStatus(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENABLED_FIELD_NUMBER: _builtins.int
+    DOMAINS_FIELD_NUMBER: _builtins.int
+    CAPS_FIELD_NUMBER: _builtins.int
+    SITE_DRAW_W_FIELD_NUMBER: _builtins.int
+    NOTE_FIELD_NUMBER: _builtins.int
+    enabled: _builtins.bool
+    """false: the server runs without --power-topology"""
+    site_draw_w: _builtins.float
+    note: _builtins.str
+    """what an operator should know, e.g. how to enable it"""
+    @_builtins.property
+    def domains(self) -> _containers.RepeatedCompositeFieldContainer[Global___PowerDomainStatus]:
+        """zones first, then racks, each by name"""
+
+    @_builtins.property
+    def caps(self) -> _containers.RepeatedCompositeFieldContainer[Global___DeviceCap]: ...
+    def __init__(
+        self,
+        *,
+        enabled: _builtins.bool = ...,
+        domains: _abc.Iterable[Global___PowerDomainStatus] | None = ...,
+        caps: _abc.Iterable[Global___DeviceCap] | None = ...,
+        site_draw_w: _builtins.float = ...,
+        note: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["caps", b"caps", "domains", b"domains", "enabled", b"enabled", "note", b"note", "site_draw_w", b"site_draw_w"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PowerStatus: _TypeAlias = PowerStatus  # noqa: Y015
+
+@_typing.final
+class SetPowerBudgetRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    KIND_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    BUDGET_W_FIELD_NUMBER: _builtins.int
+    kind: _builtins.str
+    """"zone" or "rack" """
+    name: _builtins.str
+    budget_w: _builtins.float
+    """> 0"""
+    def __init__(
+        self,
+        *,
+        kind: _builtins.str = ...,
+        name: _builtins.str = ...,
+        budget_w: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_w", b"budget_w", "kind", b"kind", "name", b"name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetPowerBudgetRequest: _TypeAlias = SetPowerBudgetRequest  # noqa: Y015
+
+@_typing.final
 class ListEventsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -50,6 +50,16 @@ class ClusterServiceStub:
                 request_serializer=corral_dot_v1_dot_cluster__pb2.ListEventsRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_cluster__pb2.ListEventsResponse.FromString,
                 _registered_method=True)
+        self.GetPower = channel.unary_unary(
+                '/corral.v1.ClusterService/GetPower',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.GetPowerRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+                _registered_method=True)
+        self.SetPowerBudget = channel.unary_unary(
+                '/corral.v1.ClusterService/SetPowerBudget',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -76,6 +86,21 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetPower(self, request, context):
+        """Power budgets, measured draw and caps in force per rack and cooling zone: `corral power`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetPowerBudget(self, request, context):
+        """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
+        `corral power budget`. Not written back to the topology file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -93,6 +118,16 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.ListEvents,
                     request_deserializer=corral_dot_v1_dot_cluster__pb2.ListEventsRequest.FromString,
                     response_serializer=corral_dot_v1_dot_cluster__pb2.ListEventsResponse.SerializeToString,
+            ),
+            'GetPower': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPower,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.GetPowerRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.SerializeToString,
+            ),
+            'SetPowerBudget': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetPowerBudget,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -177,6 +212,60 @@ class ClusterService:
             '/corral.v1.ClusterService/ListEvents',
             corral_dot_v1_dot_cluster__pb2.ListEventsRequest.SerializeToString,
             corral_dot_v1_dot_cluster__pb2.ListEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetPower(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/GetPower',
+            corral_dot_v1_dot_cluster__pb2.GetPowerRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetPowerBudget(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/SetPowerBudget',
+            corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
             options,
             channel_credentials,
             insecure,

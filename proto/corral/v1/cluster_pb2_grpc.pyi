@@ -38,6 +38,12 @@ class ClusterServiceStub:
     """Queues with their quotas, what is in use and what waits: `corral queues`."""
     ListEvents: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.ListEventsRequest, _cluster_pb2.ListEventsResponse]
     """Failures and recoveries cluster-wide: `corral events`."""
+    GetPower: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetPowerRequest, _cluster_pb2.PowerStatus]
+    """Power budgets, measured draw and caps in force per rack and cooling zone: `corral power`."""
+    SetPowerBudget: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.SetPowerBudgetRequest, _cluster_pb2.PowerStatus]
+    """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
+    `corral power budget`. Not written back to the topology file.
+    """
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -49,6 +55,12 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     """Queues with their quotas, what is in use and what waits: `corral queues`."""
     ListEvents: _aio.UnaryUnaryMultiCallable[_cluster_pb2.ListEventsRequest, _cluster_pb2.ListEventsResponse]  # type: ignore[assignment]
     """Failures and recoveries cluster-wide: `corral events`."""
+    GetPower: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetPowerRequest, _cluster_pb2.PowerStatus]  # type: ignore[assignment]
+    """Power budgets, measured draw and caps in force per rack and cooling zone: `corral power`."""
+    SetPowerBudget: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SetPowerBudgetRequest, _cluster_pb2.PowerStatus]  # type: ignore[assignment]
+    """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
+    `corral power budget`. Not written back to the topology file.
+    """
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     """Control-plane status, for `corral status` and the benchmarks."""
@@ -75,5 +87,23 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_cluster_pb2.ListEventsResponse, _abc.Awaitable[_cluster_pb2.ListEventsResponse]]:
         """Failures and recoveries cluster-wide: `corral events`."""
+
+    @_abc_1.abstractmethod
+    def GetPower(
+        self,
+        request: _cluster_pb2.GetPowerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.PowerStatus, _abc.Awaitable[_cluster_pb2.PowerStatus]]:
+        """Power budgets, measured draw and caps in force per rack and cooling zone: `corral power`."""
+
+    @_abc_1.abstractmethod
+    def SetPowerBudget(
+        self,
+        request: _cluster_pb2.SetPowerBudgetRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.PowerStatus, _abc.Awaitable[_cluster_pb2.PowerStatus]]:
+        """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
+        `corral power budget`. Not written back to the topology file.
+        """
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
