@@ -55,6 +55,9 @@ def _server_credentials() -> grpc.ServerCredentials | None:
     return None
 
 
+POWER_TELEMETRY_INTERVAL_S = 0.5
+
+
 @dataclass(frozen=True)
 class ServerConfig:
     queues: QueueSet = field(default_factory=QueueSet.default)
@@ -80,6 +83,9 @@ async def run_server(
         fault_tolerance=config.fault_tolerance,
         stop_grace_s=config.stop_grace_s,
         power=config.power,
+        # The power controller acts every 0.5 s (scheduler/power/controller.py); it needs a
+        # sample as often. Clusters without power management keep 1 s and half the traffic.
+        telemetry_interval_s=POWER_TELEMETRY_INTERVAL_S if config.power is not None else 1.0,
     )
     cp.load()
     tune_gc()

@@ -9,6 +9,7 @@ import pytest
 
 from benchmarks import power
 from benchmarks.update_readme import power_section
+from scheduler.power.controller import ControllerConfig
 
 
 def test_quick_mapping_shape_and_order(tmp_path: Path) -> None:
@@ -40,6 +41,7 @@ def test_quick_mapping_shape_and_order(tmp_path: Path) -> None:
     assert mapping["70"]["corral"]["energy_kwh"] < mapping["80"]["corral"]["energy_kwh"]
     full = json.loads(report.read_text())
     assert full["mapping"] == mapping
+    assert full["settings"]["control_period_s"] == ControllerConfig().period_s
     assert set(full["goals"]) >= {
         "within_1pct_of_optimal",
         "at_most_2s_over_after_any_change",
@@ -54,3 +56,20 @@ def test_json_may_not_overwrite_the_full_report(tmp_path: Path) -> None:
     report = tmp_path / "full.json"
     with pytest.raises(SystemExit):
         power.main(["--quick", "--json", str(report), "--report", str(report)])
+
+
+def test_period_must_divide_a_second(tmp_path: Path) -> None:
+    with pytest.raises(SystemExit):
+        power.main(["--quick", "--period", "0.3", "--report", str(tmp_path / "full.json")])
+
+
+def test_the_step_size_changes_only_the_controller() -> None:
+    # uniform caps change only with a budget and the optimum once a second with no lag, so
+    # both are charged the same at any step size: the sub-steps add no cost of their own
+    args = power.parse_args(["--quick"])
+    site = power.build_site(args)
+    for strategy in ("uniform", "optimal"):
+        whole = power.simulate(site, "70", strategy, power.parse_args(["--quick", "--period", "1"]))
+        half = power.simulate(site, "70", strategy, args)
+        assert half["weighted"] == pytest.approx(whole["weighted"], rel=1e-9), strategy
+        assert half["seconds_over_budget"] == pytest.approx(whole["seconds_over_budget"]), strategy

@@ -198,3 +198,19 @@ def test_a_short_dip_keeps_its_cap_a_long_one_lends_it() -> None:
     # 3 s in: the pause is no blip; n/0 keeps its 200 W minimum, n/1 may use the rest
     out = c.step(dip, domains, now=3.0)
     assert out.caps == {"n/0": pytest.approx(300), "n/1": pytest.approx(700)}
+
+
+def test_half_second_period_keeps_the_rules_in_seconds() -> None:
+    # the default acts twice a second; holds and lending delays count seconds, not steps
+    assert ControllerConfig().period_s == 0.5
+    with pytest.raises(ValueError):
+        ControllerConfig(period_s=0.0)
+    c = PowerController(ControllerConfig(margin=0.0, lend_after_s=3.0))
+    domains = site({"r": 1000})
+    both = [dev("n/0", draw=500, cap=500), dev("n/1", draw=500, cap=500)]
+    assert c.step(both, domains, now=0.0).caps == {}
+    dip = [dev("n/0", draw=100, cap=500), dev("n/1", draw=500, cap=500)]
+    for k in range(1, 6):  # 0.5 … 2.5 s into the pause: five steps, still under 3 s
+        assert c.step(dip, domains, now=0.5 * k).caps == {}
+    out = c.step(dip, domains, now=3.0)
+    assert out.caps == {"n/0": pytest.approx(300), "n/1": pytest.approx(700)}
