@@ -19,7 +19,7 @@ from scheduler.catalog import DeviceCatalog
 from scheduler.model import DeviceRecord, JobRecord, WorkerRecord
 from scheduler.power.admission import DeviceKey, PowerGate, PowerLedger
 from scheduler.power.controller import ControllerConfig, DeviceView, PowerController, priority_weight
-from scheduler.power.curves import PowerCurve, curve_for
+from scheduler.power.curves import Observation, PowerCurve, blend, curve_for
 from scheduler.power.domains import effective_zone_capacity_w
 from scheduler.power.expected import ExpectedDraw, JobKey
 from scheduler.power.status import CapInForce
@@ -30,9 +30,10 @@ if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane
 
 _THERMAL = (common_pb2.THROTTLE_REASON_HW_THERMAL, common_pb2.THROTTLE_REASON_SW_THERMAL)
-# At or above this share of a zone's devices throttling thermally, the zone counts as hot:
-# new work goes to other zones first.
-HOT_ZONE_THROTTLED = 0.1
+# A job's rate is measured over windows this long, from its progress reports (the SDK's
+# report_progress): long enough to span a few steps, short enough to see a cap change.
+RATE_WINDOW_S = 10.0
+KEPT_OBSERVATIONS = 64
 
 
 def _key(node: str, index: int) -> str:
@@ -54,6 +55,11 @@ class PowerLoop:
         self.expected = expected or ExpectedDraw()
         self.catalog = catalog or DeviceCatalog.load()
         self._ticked_at = -math.inf
+        # job -> (window start, steps then, the cap it ran at); its rate observations
+        self._windows: dict[str, tuple[float, int, float]] = {}
+        self._observed: dict[str, list[Observation]] = {}
+        self._learned: dict[str, PowerCurve] = {}
+        self._model_curves: dict[str, PowerCurve] = {}
 
     # --- inputs ----------------------------------------------------------------------------
 
@@ -61,6 +67,14 @@ class PowerLoop:
     def _curve(self, vendor: str, model: str, min_w: float, default_w: float) -> PowerCurve:
         entry = self.catalog.get(vendor, model)
         return curve_for(model, entry.tdp_w if entry is not None else None, min_w or default_w, default_w)
+
+    def _curve_for(self, job: JobRecord | None, d: DeviceRecord, default_w: float) -> PowerCurve:
+        """The job's learned curve once its rate under caps is known, else the model's."""
+        model = self._curve(d.vendor, d.model, d.power_limit_min_w, default_w)
+        if job is None:
+            return model
+        self._model_curves[job.id] = model
+        return self._learned.get(job.id, model)
 
     def _jobs_by_device(self) -> dict[DeviceKey, tuple[JobRecord, WorkerRecord]]:
         out: dict[DeviceKey, tuple[JobRecord, WorkerRecord]] = {}
@@ -107,7 +121,7 @@ class PowerLoop:
                         settable=d.power_limit_settable and d.health != "UNHEALTHY",
                         draw_w=t.power_w,
                         cap_w=t.power_limit_w or default,
-                        curve=self._curve(d.vendor, d.model, d.power_limit_min_w, default),
+                        curve=self._curve_for(holder[0] if holder else None, d, default),
                         power_capped=common_pb2.THROTTLE_REASON_SW_POWER_CAP in t.throttle_reasons,
                     )
                 )
@@ -169,16 +183,53 @@ class PowerLoop:
             self._send(rt.record.name, index, cap)
 
     def _learn(self, views: list[DeviceView]) -> None:
-        """Each running job's mean draw per device, from devices its cap does not hold back."""
+        """Each running job's mean draw per device, from devices its cap does not hold back;
+        and its rate under the caps it ran at, which refines its power→throughput curve."""
         jobs = {j.id: j for j in self.cp.jobs.values()}
         draws: dict[str, list[float]] = {}
+        caps: dict[str, list[float]] = {}
         for v in views:
-            if v.job_id is not None and not self.controller.held(v):
+            if v.job_id is None:
+                continue
+            caps.setdefault(v.job_id, []).append(v.cap_w)
+            if not self.controller.held(v):
                 draws.setdefault(v.job_id, []).append(v.draw_w)
         for job_id, values in draws.items():
             job = jobs.get(job_id)
             if job is not None:
                 self.expected.observe(self.job_key(job), sum(values) / len(values))
+        now = self.cp.clock()
+        for job_id, job_caps in caps.items():
+            job = jobs.get(job_id)
+            if job is not None:
+                self._measure_rate(job, min(job_caps), now)
+        for gone in self._windows.keys() - caps.keys():
+            del self._windows[gone]
+            self._observed.pop(gone, None)
+            self._learned.pop(gone, None)
+            self._model_curves.pop(gone, None)
+
+    def _measure_rate(self, job: JobRecord, cap_w: float, now: float) -> None:
+        """Steps per second over a window in which the job's tightest cap stayed put: one
+        (cap, rate) observation; a cap change starts a new window. A gang runs at its slowest
+        device's pace, hence the minimum."""
+        attempt = job.current_attempt
+        steps = max((w.progress_step for w in attempt.workers), default=0) if attempt else 0
+        if not steps:
+            return  # no SDK progress: nothing to measure a rate from
+        window = self._windows.get(job.id)
+        if window is None or steps < window[1] or abs(cap_w - window[2]) > 1.0:
+            self._windows[job.id] = (now, steps, cap_w)  # a new cap (or attempt): start over
+            return
+        start, first, _ = window
+        if now - start < RATE_WINDOW_S:
+            return
+        if job.id in self._model_curves:
+            observations = self._observed.setdefault(job.id, [])
+            observations.append(Observation(cap_w, (steps - first) / (now - start)))
+            del observations[:-KEPT_OBSERVATIONS]
+            self._learned[job.id] = blend(self._model_curves[job.id], observations).curve
+        self._windows[job.id] = (now, steps, cap_w)
 
     @staticmethod
     def job_key(job: JobRecord) -> JobKey:
