@@ -84,9 +84,11 @@ for _name, _func, _panel in _COMMANDS:
     app.command(_name, rich_help_panel=_panel)(handle_errors(_func))
 sim_app.command("inject")(handle_errors(sim.inject))
 app.add_typer(sim_app, name="sim", rich_help_panel="Nodes")
-# `corral power` shows; `corral power budget` changes a budget.
+# `corral power` shows; `corral power budget` changes a budget; `corral power inlet` feeds a
+# zone's inlet temperature.
 power_app.callback(invoke_without_command=True)(handle_errors(power.show))
 power_app.command("budget")(handle_errors(power.budget))
+power_app.command("inlet")(handle_errors(power.inlet))
 app.add_typer(power_app, name="power", rich_help_panel="Cluster")
 
 

@@ -101,3 +101,36 @@ def budget(
     if output is Output.table:
         console().print(f"{kind} {name}: budget set to {format_kw(watts)}", markup=False)
     _print(reply, output)
+
+
+def inlet(
+    zone: Annotated[
+        str, typer.Option("--zone", help="Cooling zone the reading is from.", show_default=False)
+    ],
+    c: Annotated[float, typer.Option("--c", help="Inlet temperature, °C.", show_default=False)],
+    server: ServerOpt = DEFAULT_SERVER,
+    output: OutputOpt = Output.table,
+) -> None:
+    """Report a zone's inlet temperature (what a building-management system reads): near the
+    zone's limit its effective capacity falls, caps follow, and new work goes elsewhere."""
+    if not zone.strip():
+        raise CliError("--zone: must name a zone", ExitCode.BAD_INPUT)
+    if not (math.isfinite(c) and -20.0 <= c <= 60.0):
+        raise CliError(f"--c: must be a temperature between -20 and 60 °C (got {c:g})", ExitCode.BAD_INPUT)
+
+    import grpc
+    from corral.v1 import cluster_pb2
+
+    from scheduler.cli.client import connect
+
+    request = cluster_pb2.SetZoneInletRequest(zone=zone.strip(), inlet_c=c)
+    with connect(server) as client:
+        try:
+            reply = client.cluster.SetZoneInlet(request, timeout=client.timeout)
+        except grpc.RpcError as err:
+            if (error := _unimplemented(err, server)) is not None:
+                raise error from None
+            raise
+    if output is Output.table:
+        console().print(f"zone {zone.strip()}: inlet {c:g} °C", markup=False)
+    _print(reply, output)

@@ -306,3 +306,17 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         return power.status(self.cp)
+
+    async def SetZoneInlet(
+        self, request: cluster_pb2.SetZoneInletRequest, context: Context
+    ) -> cluster_pb2.PowerStatus:
+        power: PowerRuntime | None = getattr(self.cp, "power", None)
+        if power is None:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, DISABLED_NOTE)
+            raise AssertionError("unreachable")  # abort raises; this tells mypy so
+        try:
+            power.set_inlet(request.zone, request.inlet_c)
+        except ValueError as exc:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        self.cp.kick()
+        return power.status(self.cp)

@@ -145,7 +145,9 @@ class PowerLoop:
         self._ticked_at = now
         views = self.views()
         throttled = self._throttled()
-        step = self.controller.step(views, self.runtime.domains, now, throttled=throttled)
+        step = self.controller.step(
+            views, self.runtime.domains, now, zone_inlet_c=self.runtime.inlet_c, throttled=throttled
+        )
         by_key = {v.key: v for v in views}
         for key, cap in step.caps.items():
             view = by_key.get(key)
@@ -166,7 +168,9 @@ class PowerLoop:
         by_zone: Counter[str] = Counter(v.zone for v in views)
         hot: Counter[str] = Counter(v.zone for v in views if v.key in throttled)
         return {
-            name: effective_zone_capacity_w(zone, None, hot[name] / by_zone[name] if by_zone[name] else 0.0)
+            name: effective_zone_capacity_w(
+                zone, self.runtime.inlet_c.get(name), hot[name] / by_zone[name] if by_zone[name] else 0.0
+            )
             for name, zone in self.runtime.domains.zones.items()
         }
 

@@ -43,6 +43,8 @@ class PowerRuntime:
         self.over_since: dict[DomainKey, float] = {}
         # zone → capacity after thermal derating; a zone not here has its full capacity
         self.effective_w: dict[str, float] = {}
+        # zone → inlet temperature as last reported (SetZoneInlet); a zone not here: unknown
+        self.inlet_c: dict[str, float] = {}
 
     # -- written by the controller -------------------------------------------------------
 
@@ -92,6 +94,14 @@ class PowerRuntime:
         )
         self.domains = PowerDomains(racks=racks, zones=self.domains.zones)
 
+    def set_inlet(self, zone: str, inlet_c: float) -> None:
+        """A zone's inlet temperature reading. ValueError names the bad field."""
+        if zone not in self.domains.zones:
+            raise ValueError(f"zone: unknown zone {zone!r}; known: {', '.join(sorted(self.domains.zones))}")
+        if not (math.isfinite(inlet_c) and -20.0 <= inlet_c <= 60.0):
+            raise ValueError(f"inlet_c: must be a temperature between -20 and 60 °C (got {inlet_c:g})")
+        self.inlet_c[zone] = inlet_c
+
     # -- read ----------------------------------------------------------------------------
 
     def report(self, nodes: Iterable[NodeView], now: float) -> PowerReport:
@@ -104,7 +114,11 @@ class PowerRuntime:
 
     def status(self, cp: ControlPlane) -> cluster_pb2.PowerStatus:
         report = self.report(node_views(cp), cp.clock())
-        return report_to_proto(report)
+        status = report_to_proto(report)
+        for row in status.domains:
+            if row.kind == ZONE and row.name in self.inlet_c:
+                row.inlet_c = self.inlet_c[row.name]
+        return status
 
 
 def node_views(cp: ControlPlane) -> list[NodeView]:

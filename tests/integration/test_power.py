@@ -77,7 +77,23 @@ def test_a_budget_cut_is_enforced_by_caps_and_no_job_stops(tmp_path: Path, start
         )
         assert "waiting for power" in reason and api.state(waiting) == "PENDING"
 
+        # An inlet reading at the zone's limit (27 °C default) derates it to 80%: 16 kW of 20.
         assert cli(server.address, "power", "budget", "--zone", "z1", "--kw", "20").returncode == 0
+        hot = cli(server.address, "power", "inlet", "--zone", "z1", "--c", "27")
+        assert hot.returncode == 0, hot.stderr
+        derated = wait_for(
+            lambda: (
+                (s := power(api))
+                and any(d.name == "z1" and d.effective_budget_w == 16_000 for d in s.domains)
+                and s
+            ),
+            10,
+            what="the zone derated by its inlet temperature",
+        )
+        assert next(d for d in derated.domains if d.name == "z1").inlet_c == 27
+        bad = cli(server.address, "power", "inlet", "--zone", "z9", "--c", "25")
+        assert bad.returncode == 2 and "unknown zone" in bad.stderr
+        assert cli(server.address, "power", "inlet", "--zone", "z1", "--c", "20").returncode == 0
         wait_for(lambda: not power(api).caps, 30, what="caps lifted once the budget is back")
         assert all(api.state(j) == "RUNNING" for j in jobs)
         api.close()

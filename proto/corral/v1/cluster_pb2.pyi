@@ -568,3 +568,26 @@ class IngestStats(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___IngestStats: _TypeAlias = IngestStats  # noqa: Y015
+
+@_typing.final
+class SetZoneInletRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ZONE_FIELD_NUMBER: _builtins.int
+    INLET_C_FIELD_NUMBER: _builtins.int
+    zone: _builtins.str
+    inlet_c: _builtins.float
+    """-20..60 °C"""
+    def __init__(
+        self,
+        *,
+        zone: _builtins.str = ...,
+        inlet_c: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["inlet_c", b"inlet_c", "zone", b"zone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetZoneInletRequest: _TypeAlias = SetZoneInletRequest  # noqa: Y015

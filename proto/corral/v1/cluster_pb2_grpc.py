@@ -60,6 +60,11 @@ class ClusterServiceStub:
                 request_serializer=corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
                 _registered_method=True)
+        self.SetZoneInlet = channel.unary_unary(
+                '/corral.v1.ClusterService/SetZoneInlet',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -101,6 +106,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetZoneInlet(self, request, context):
+        """A zone's inlet temperature, as a building-management system (or an operator) reads it:
+        near its limit the zone's effective capacity falls and new work goes elsewhere.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -127,6 +140,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
             'SetPowerBudget': grpc.unary_unary_rpc_method_handler(
                     servicer.SetPowerBudget,
                     request_deserializer=corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.SerializeToString,
+            ),
+            'SetZoneInlet': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetZoneInlet,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.FromString,
                     response_serializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.SerializeToString,
             ),
     }
@@ -265,6 +283,33 @@ class ClusterService:
             target,
             '/corral.v1.ClusterService/SetPowerBudget',
             corral_dot_v1_dot_cluster__pb2.SetPowerBudgetRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetZoneInlet(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/SetZoneInlet',
+            corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.SerializeToString,
             corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
             options,
             channel_credentials,

@@ -44,6 +44,10 @@ class ClusterServiceStub:
     """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
     `corral power budget`. Not written back to the topology file.
     """
+    SetZoneInlet: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.SetZoneInletRequest, _cluster_pb2.PowerStatus]
+    """A zone's inlet temperature, as a building-management system (or an operator) reads it:
+    near its limit the zone's effective capacity falls and new work goes elsewhere.
+    """
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -60,6 +64,10 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     SetPowerBudget: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SetPowerBudgetRequest, _cluster_pb2.PowerStatus]  # type: ignore[assignment]
     """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
     `corral power budget`. Not written back to the topology file.
+    """
+    SetZoneInlet: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SetZoneInletRequest, _cluster_pb2.PowerStatus]  # type: ignore[assignment]
+    """A zone's inlet temperature, as a building-management system (or an operator) reads it:
+    near its limit the zone's effective capacity falls and new work goes elsewhere.
     """
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -104,6 +112,16 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.PowerStatus, _abc.Awaitable[_cluster_pb2.PowerStatus]]:
         """Change a zone's capacity or a rack's budget at runtime (a demand-response event):
         `corral power budget`. Not written back to the topology file.
+        """
+
+    @_abc_1.abstractmethod
+    def SetZoneInlet(
+        self,
+        request: _cluster_pb2.SetZoneInletRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.PowerStatus, _abc.Awaitable[_cluster_pb2.PowerStatus]]:
+        """A zone's inlet temperature, as a building-management system (or an operator) reads it:
+        near its limit the zone's effective capacity falls and new work goes elsewhere.
         """
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
