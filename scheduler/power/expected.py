@@ -4,7 +4,8 @@ Jobs are recognised across submissions by (owner, name): the same training scrip
 again draws about what it drew before. Until a job has been seen for `min_samples` telemetry
 samples, its expected draw is the device's default power limit (its TDP) times a configured
 factor. Samples taken while a device is held below what it wants (capped, drawing at its cap)
-are left out: they measure the cap, not the job.
+are left out: they measure the cap, not the job. The control plane keeps the profiles in its
+store, so what was learned survives its restarts.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ class ExpectedDraw:
         else:
             profile.per_device_w += EWMA_ALPHA * (per_device_w - profile.per_device_w)
             profile.samples += 1
+
+    def settled(self, key: JobKey) -> bool:
+        profile = self.profiles.get(key)
+        return profile is not None and profile.samples >= self.min_samples
 
     def per_device_w(self, key: JobKey, default_limit_w: float) -> float:
         profile = self.profiles.get(key)

@@ -21,7 +21,7 @@ from scheduler.power.admission import DeviceKey, PowerGate, PowerLedger
 from scheduler.power.controller import ControllerConfig, DeviceView, PowerController, priority_weight
 from scheduler.power.curves import Observation, PowerCurve, blend, curve_for
 from scheduler.power.domains import effective_zone_capacity_w
-from scheduler.power.expected import ExpectedDraw, JobKey
+from scheduler.power.expected import DrawProfile, ExpectedDraw, JobKey
 from scheduler.power.status import CapInForce
 from scheduler.server.nodes import NodeRuntime
 from scheduler.server.power_runtime import PowerRuntime, node_views
@@ -34,6 +34,8 @@ _THERMAL = (common_pb2.THROTTLE_REASON_HW_THERMAL, common_pb2.THROTTLE_REASON_SW
 # report_progress): long enough to span a few steps, short enough to see a cap change.
 RATE_WINDOW_S = 10.0
 KEPT_OBSERVATIONS = 64
+# A learned draw is written to the store once settled, then every this many samples.
+SAVE_EVERY_SAMPLES = 60
 
 
 def _key(node: str, index: int) -> str:
@@ -53,6 +55,10 @@ class PowerLoop:
         self.runtime = runtime
         self.controller = PowerController(config or ControllerConfig())
         self.expected = expected or ExpectedDraw()
+        for row in cp.store.load_power_profiles():
+            self.expected.profiles[(row["owner"], row["name"])] = DrawProfile(
+                row["per_device_w"], row["samples"]
+            )
         self.catalog = catalog or DeviceCatalog.load()
         self._ticked_at = -math.inf
         # job -> (window start, steps then, the cap it ran at); its rate observations
@@ -201,7 +207,16 @@ class PowerLoop:
         for job_id, values in draws.items():
             job = jobs.get(job_id)
             if job is not None:
-                self.expected.observe(self.job_key(job), sum(values) / len(values))
+                key = self.job_key(job)
+                self.expected.observe(key, sum(values) / len(values))
+                profile = self.expected.profiles[key]
+                if (
+                    self.expected.settled(key)
+                    and (profile.samples - self.expected.min_samples) % SAVE_EVERY_SAMPLES == 0
+                ):
+                    self.cp.store.save_power_profile(
+                        *key, profile.per_device_w, profile.samples, self.cp.clock()
+                    )
         now = self.cp.clock()
         for job_id, job_caps in caps.items():
             job = jobs.get(job_id)

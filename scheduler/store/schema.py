@@ -192,3 +192,14 @@ failures = Table(
     Index("ix_failures_job", "job_id", "attempt"),
     Index("ix_failures_at", "at"),
 )
+
+# A job's learned power draw per device, by (owner, name): what admission expects of its next run.
+power_profiles = Table(
+    "power_profiles",
+    metadata,
+    Column("owner", String(128), primary_key=True),
+    Column("name", String(63), primary_key=True),
+    Column("per_device_w", Float, nullable=False),
+    Column("samples", Integer, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)

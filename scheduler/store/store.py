@@ -265,6 +265,20 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(q)]
 
+    def save_power_profile(self, owner: str, name: str, per_device_w: float, samples: int, at: float) -> None:
+        key = (schema.power_profiles.c.owner == owner, schema.power_profiles.c.name == name)
+        with self.tx() as conn:
+            conn.execute(delete(schema.power_profiles).where(*key))
+            conn.execute(
+                insert(schema.power_profiles).values(
+                    owner=owner, name=name, per_device_w=per_device_w, samples=samples, updated_at=at
+                )
+            )
+
+    def load_power_profiles(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(schema.power_profiles))]
+
 
 def _device_row(d: DeviceRecord) -> dict[str, Any]:
     row = asdict(d)

@@ -19,7 +19,8 @@ def test_a_job_that_barely_slows_under_a_cap_is_learned_as_insensitive() -> None
         "j", "train", {}, JobState.RUNNING, 0.0, 0.0, attempts=[AttemptRecord("j", 1, 0.0, workers=[worker])]
     )
     clock = [0.0]
-    cp: Any = SimpleNamespace(clock=lambda: clock[0], jobs={"j": job}, nodes=[])
+    store = SimpleNamespace(load_power_profiles=lambda: [])
+    cp: Any = SimpleNamespace(clock=lambda: clock[0], jobs={"j": job}, nodes=[], store=store)
     domains = PowerDomains(
         racks={"r": Rack("r", "z", 10_000.0, 0.0, frozenset({"n0"}))}, zones={"z": Zone("z", 10_000.0)}
     )

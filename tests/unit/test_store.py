@@ -12,9 +12,9 @@ from scheduler.store import Store
 
 def test_migrations_create_a_wal_sqlite_file_and_are_idempotent(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    assert store.schema_version() == "0002"
+    assert store.schema_version() == "0003"
     store.migrate()
-    assert store.schema_version() == "0002"
+    assert store.schema_version() == "0003"
     store.close()
     conn = sqlite3.connect(tmp_path / "corral.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -98,3 +98,26 @@ def test_unchanged_inventory_keeps_device_rows_and_changed_one_replaces_them(tmp
     store.upsert_node(NodeRecord("n0", 1.0, 6.0, devices=devs[:1]))
     [n] = store.load_nodes()
     assert len(n.devices) == 1
+
+
+def test_power_profiles_and_fault_tolerance_records_survive_reopening(tmp_path: Path) -> None:
+    from scheduler.model import CheckpointRecord
+
+    store = Store.open(tmp_path)
+    store.migrate()
+    store.save_power_profile("alice", "train", 612.5, 40, 1.0)
+    store.save_power_profile("alice", "train", 600.0, 100, 2.0)  # replaces, never duplicates
+    store.save_health("n0", -1, "QUARANTINED", {"state": "QUARANTINED", "history": []})
+    job = JobRecord("j-1", "train", {}, JobState.RUNNING, 0.0, 0.0)
+    store.insert_job(job)
+    store.insert_checkpoint(CheckpointRecord("j-1", 1, 0, 60, "/c/60", 5.0, 1024, 0.5, True, "periodic"))
+    store.close()
+    again = Store.open(tmp_path)
+    assert [
+        (r["owner"], r["name"], r["per_device_w"], r["samples"]) for r in again.load_power_profiles()
+    ] == [("alice", "train", 600.0, 100)]
+    assert [(r["node_name"], r["idx"], r["state"]) for r in again.load_health()] == [
+        ("n0", -1, "QUARANTINED")
+    ]
+    [checkpoint] = again.load_checkpoints()["j-1"]
+    assert (checkpoint.step, checkpoint.complete, checkpoint.trigger) == (60, True, "periodic")
