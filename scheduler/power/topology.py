@@ -42,8 +42,9 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
+from scheduler.config_errors import ConfigFileError, fail, show
 from scheduler.power.domains import DEFAULT_RACK, PowerDomains, Rack, Zone
 from scheduler.spec import dns_name, error_message
 
@@ -53,30 +54,16 @@ DEFAULT_OVERHEAD_W_PER_NODE = 4600.0
 DEFAULT_INLET_LIMIT_C = 27.0
 
 
-class TopologyError(ValueError):
+class TopologyError(ConfigFileError):
     """A topology file with problems: one line per problem, each starting with the file."""
-
-    def __init__(self, problems: list[str], source: str) -> None:
-        self.problems = problems
-        self.source = source
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-def _show(value: object) -> str:
-    text = "null" if value is None else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("corral", message)
 
 
 def _positive(unit: str) -> Any:
     def check(value: object) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-            raise _fail(f"must be a number of {unit} (got {_show(value)})")
+            raise fail(f"must be a number of {unit} (got {show(value)})")
         if not value > 0:
-            raise _fail(f"must be > 0 {unit} (got {value:g})")
+            raise fail(f"must be > 0 {unit} (got {value:g})")
         return float(value)
 
     return BeforeValidator(check)
@@ -84,24 +71,24 @@ def _positive(unit: str) -> Any:
 
 def _non_negative_w(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(f"must be a number of W (got {_show(value)})")
+        raise fail(f"must be a number of W (got {show(value)})")
     if value < 0:
-        raise _fail(f"must be ≥ 0 W (got {value:g})")
+        raise fail(f"must be ≥ 0 W (got {value:g})")
     return float(value)
 
 
 def _inlet(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise _fail(f"must be a temperature in °C (got {_show(value)})")
+        raise fail(f"must be a temperature in °C (got {show(value)})")
     # Outside this nothing is a plausible inlet limit: most likely °F or a typo.
     if not 10 <= value <= 60:
-        raise _fail(f"must be between 10 and 60 °C (got {value:g}; °F?)")
+        raise fail(f"must be between 10 and 60 °C (got {value:g}; °F?)")
     return float(value)
 
 
 def _node_name(value: object) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise _fail(f"must be a node name (got {_show(value)})")
+        raise fail(f"must be a node name (got {show(value)})")
     return value.strip()
 
 
@@ -182,7 +169,7 @@ def parse_topology(text: str, source: str = "power.yaml") -> PowerDomains:
 
 def topology_from_data(data: object, source: str = "power.yaml") -> PowerDomains:
     if not isinstance(data, Mapping):
-        got = "an empty document" if data is None else _show(data)
+        got = "an empty document" if data is None else show(data)
         raise TopologyError([f"must be a mapping with a 'zones' list (got {got})"], source)
     try:
         parsed = _TopologyFile.model_validate(dict(data))

@@ -25,9 +25,10 @@ from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
-from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_core import ErrorDetails
 
 from scheduler.catalog import model_key
+from scheduler.config_errors import ConfigFileError, fail, show
 from scheduler.placement.request import Pool
 from scheduler.spec import dns_name, error_message, vendor_name
 
@@ -35,45 +36,31 @@ DEFAULT_QUEUE = "default"
 # What people write for a vendor, by its software stack or product line.
 
 
-class QueueConfigError(ValueError):
+class QueueConfigError(ConfigFileError):
     """A queue file with problems: one line per problem, each starting with the file."""
-
-    def __init__(self, problems: list[str], source: str) -> None:
-        self.problems = problems
-        self.source = source
-        super().__init__("\n".join(f"{source}: {p}" for p in problems))
-
-
-def _show(value: object) -> str:
-    text = "null" if value is None else repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _fail(message: str) -> PydanticCustomError:
-    return PydanticCustomError("corral", message)
 
 
 def _model(value: object) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not value.strip():
-        raise _fail(f"must be a model name such as 'H100-SXM5-80GB', or omitted (got {_show(value)})")
+        raise fail(f"must be a model name such as 'H100-SXM5-80GB', or omitted (got {show(value)})")
     return value.strip()
 
 
 def _count(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         if not (isinstance(value, float) and value.is_integer()):
-            raise _fail(f"must be a whole number of devices (got {_show(value)})")
+            raise fail(f"must be a whole number of devices (got {show(value)})")
         value = int(value)
     if value < 0:
-        raise _fail(f"must be ≥ 0 (got {value})")
+        raise fail(f"must be ≥ 0 (got {value})")
     return value
 
 
 def _weight(value: object) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise _fail(f"must be a number > 0 (got {_show(value)})")
+        raise fail(f"must be a number > 0 (got {show(value)})")
     return float(value)
 
 
@@ -169,7 +156,7 @@ class QueueSet:
     @classmethod
     def from_data(cls, data: object, source: str = "queues.yaml") -> QueueSet:
         if not isinstance(data, Mapping):
-            got = "an empty document" if data is None else _show(data)
+            got = "an empty document" if data is None else show(data)
             raise QueueConfigError([f"must be a mapping with a 'queues' list (got {got})"], source)
         try:
             parsed = _QueueFile.model_validate(dict(data))
