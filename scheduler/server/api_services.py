@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
 
 import grpc
@@ -290,32 +290,32 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
     async def GetPower(
         self, request: cluster_pb2.GetPowerRequest, context: Context
     ) -> cluster_pb2.PowerStatus:
-        # getattr: a control plane built without power management has no such attribute.
-        power: PowerRuntime | None = getattr(self.cp, "power", None)
+        power = self.cp.power
         return disabled_status() if power is None else power.status(self.cp)
 
     async def SetPowerBudget(
         self, request: cluster_pb2.SetPowerBudgetRequest, context: Context
     ) -> cluster_pb2.PowerStatus:
-        power: PowerRuntime | None = getattr(self.cp, "power", None)
-        if power is None:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, DISABLED_NOTE)
-            raise AssertionError("unreachable")  # abort raises; this tells mypy so
-        try:
-            power.set_budget(request.kind, request.name, request.budget_w)
-        except ValueError as exc:
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
-        return power.status(self.cp)
+        return await self._change_power(
+            context, lambda power: power.set_budget(request.kind, request.name, request.budget_w)
+        )
 
     async def SetZoneInlet(
         self, request: cluster_pb2.SetZoneInletRequest, context: Context
     ) -> cluster_pb2.PowerStatus:
-        power: PowerRuntime | None = getattr(self.cp, "power", None)
+        return await self._change_power(context, lambda power: power.set_inlet(request.zone, request.inlet_c))
+
+    async def _change_power(
+        self, context: Context, change: Callable[[PowerRuntime], None]
+    ) -> cluster_pb2.PowerStatus:
+        """Apply an operator's change (ValueError names the bad field), then wake the control
+        loop so the controller acts on it now rather than at its next period."""
+        power = self.cp.power
         if power is None:
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, DISABLED_NOTE)
             raise AssertionError("unreachable")  # abort raises; this tells mypy so
         try:
-            power.set_inlet(request.zone, request.inlet_c)
+            change(power)
         except ValueError as exc:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         self.cp.kick()

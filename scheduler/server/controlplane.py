@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -287,19 +287,25 @@ class ControlPlane:
             self.stop_workers(attempt, "job cancelled")
         return job
 
-    @staticmethod
-    def spec_of(job: JobRecord) -> job_pb2.JobSpec:
-        return json_format.ParseDict(job.spec, job_pb2.JobSpec())
+    def spec_of(self, job: JobRecord) -> job_pb2.JobSpec:
+        """The job's spec as a message, parsed once: a spec never changes after submit, and
+        the loops that read it (scheduling passes, the fault-tolerance tick) run every second.
+        Callers must not change it."""
+        spec = self._specs.get(job.id)
+        if spec is None:
+            spec = self._specs[job.id] = json_format.ParseDict(job.spec, job_pb2.JobSpec())
+        return spec
 
     # --- scheduling --------------------------------------------------------------------
 
-    def _inputs(self, held_back: frozenset[str] = frozenset()) -> PassInputs:
+    def inputs(
+        self, held_back: frozenset[str] = frozenset(), nodes: Iterable[NodeRuntime] | None = None
+    ) -> PassInputs:
+        """A pass's snapshot: every node (or just `nodes`), less what unfinished work holds."""
         live = {j.id: j for j in self.jobs.values() if not j.state.terminal or _holds_devices(j)}
         for gone in self._specs.keys() - live.keys():
             del self._specs[gone]
-        for job_id, job in live.items():
-            if job_id not in self._specs:
-                self._specs[job_id] = self.spec_of(job)
+        specs = {job_id: self.spec_of(job) for job_id, job in live.items()}
         for job_id in [j for j in self._made_room_for if self.jobs[j].state is not JobState.PENDING]:
             del self._made_room_for[job_id]
         stopping = {
@@ -308,9 +314,9 @@ class ControlPlane:
             if any(_holds_devices(self.jobs[v]) for v in victims)
         }
         return pass_inputs(
-            self.nodes,
+            self.nodes if nodes is None else nodes,
             live.values(),
-            self._specs,
+            specs,
             self.clock(),
             set(self._made_room_for),
             stopping,
@@ -332,7 +338,7 @@ class ControlPlane:
         self.ft.place_recovering()
         if not any(j.state is JobState.PENDING for j in self.jobs.values()):
             return 0
-        inputs = self._inputs(held_back)
+        inputs = self.inputs(held_back)
         result = schedule_pass(
             inputs.pending,
             inputs.running,
@@ -346,7 +352,7 @@ class ControlPlane:
         )
         for job_id, decision in result.placed:
             job = self.jobs[job_id]
-            self.start_attempt(job, self._specs[job_id], decision)
+            self.start_attempt(job, self.spec_of(job), decision)
         for preemption in result.preemptions:
             self._preempt(preemption)
             self._made_room_for.setdefault(preemption.for_job_id, set()).add(preemption.victim_job_id)
@@ -379,7 +385,7 @@ class ControlPlane:
                 )
 
     def queue_usage(self) -> list[QueueUsage]:
-        inputs = self._inputs()
+        inputs = self.inputs()
         return queue_usage(inputs.running, self.queues, inputs.cluster, inputs.pending)
 
     def _free_master_port(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from corral.v1 import agent_pb2
 
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
+from scheduler.server.faults.health import attempts_on
 from scheduler.server.nodes import NodeRuntime
 
 
@@ -38,12 +39,7 @@ def drain(cp: ControlPlane, name: str, reason: str) -> NodeRuntime:
     cp.record_event("node", f"node {name} draining: {why}", node_name=name)
     if rt.session is not None:
         rt.session.send(drain=agent_pb2.Drain(reason=why))
-    for job in list(cp.jobs.values()):
-        attempt = job.current_attempt
-        if job.state.terminal or attempt is None or attempt.outcome:
-            continue
-        if not any(w.node_name == name and w.phase.holds_devices for w in attempt.workers):
-            continue
+    for job, attempt in attempts_on(cp, name, None):
         cp.ft.move(job, attempt, f"node {name} is draining ({why})")
     return rt
 

@@ -90,17 +90,21 @@ class PowerLoop:
                     out[(w.node_name, i)] = (job, w)
         return out
 
-    def _speed(self, d: DeviceRecord) -> float:
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - as _curve
+    def _speed(self, vendor: str, model: str) -> float:
         """Dense TFLOPS relative to an H100: a watt on a faster device is worth more."""
-        entry = self.catalog.get(d.vendor, d.model)
+        entry = self.catalog.get(vendor, model)
         reference = self.catalog.get("nvidia", "H100-SXM5-80GB")
         if entry is None or reference is None or not entry.dense_tflops or not reference.dense_tflops:
             return 1.0
         return float(entry.dense_tflops / reference.dense_tflops)
 
-    def views(self) -> list[DeviceView]:
+    def views(self) -> tuple[list[DeviceView], set[str]]:
+        """Every sampled device as the controller sees it, and the keys of those throttling
+        for heat (one walk over the telemetry for both)."""
         jobs = self._jobs_by_device()
         out = []
+        throttled: set[str] = set()
         for rt in self.cp.nodes:
             if not rt.connected or rt.telemetry is None:
                 continue
@@ -112,6 +116,8 @@ class PowerLoop:
                 t = samples.get(d.index)
                 if t is None:
                     continue
+                if any(r in _THERMAL for r in t.throttle_reasons):
+                    throttled.add(_key(name, d.index))
                 holder = jobs.get((name, d.index))
                 default = d.power_limit_default_w or d.power_limit_max_w or t.power_limit_w
                 out.append(
@@ -121,7 +127,9 @@ class PowerLoop:
                         rack=rack,
                         zone=zone,
                         job_id=holder[0].id if holder else None,
-                        weight=priority_weight(holder[0].priority) * self._speed(d) if holder else 0.0,
+                        weight=priority_weight(holder[0].priority) * self._speed(d.vendor, d.model)
+                        if holder
+                        else 0.0,
                         min_w=d.power_limit_min_w or default,
                         default_w=default,
                         settable=d.power_limit_settable and d.health != "UNHEALTHY",
@@ -131,16 +139,7 @@ class PowerLoop:
                         power_capped=common_pb2.THROTTLE_REASON_SW_POWER_CAP in t.throttle_reasons,
                     )
                 )
-        return out
-
-    def _throttled(self) -> set[str]:
-        return {
-            _key(rt.record.name, t.index)
-            for rt in self.cp.nodes
-            if rt.connected and rt.telemetry is not None
-            for t in rt.telemetry.devices
-            if any(r in _THERMAL for r in t.throttle_reasons)
-        }
+        return out, throttled
 
     # --- the controller ----------------------------------------------------------------------
 
@@ -149,8 +148,7 @@ class PowerLoop:
         if now - self._ticked_at < self.controller.config.period_s:
             return
         self._ticked_at = now
-        views = self.views()
-        throttled = self._throttled()
+        views, throttled = self.views()
         step = self.controller.step(
             views, self.runtime.domains, now, zone_inlet_c=self.runtime.inlet_c, throttled=throttled
         )

@@ -179,9 +179,11 @@ def _node(name: str, draw: float) -> NodeRuntime:
 
 class _ControlPlane:
     def __init__(self, power: PowerRuntime | None) -> None:
-        if power is not None:
-            self.power = power
+        self.power = power
         self.nodes = [_node("a", 430.0)]
+
+    def kick(self) -> None:
+        pass
 
     def clock(self) -> float:
         return 50.0

@@ -281,16 +281,9 @@ class CheckpointTracker:
         interval = self.interval_s(job)
         if not interval:
             return
-        running_since = min((w.started_at for w in attempt.workers if w.started_at), default=None)
-        if running_since is None:
-            return
-        last = max(
-            [
-                running_since,
-                self._last_request.get(job.id, 0.0),
-                *(c.at for c in self.cp.checkpoints_of(job.id) if c.complete and c.attempt == attempt.number),
-            ]
-        )
+        if not any(w.started_at for w in attempt.workers):
+            return  # nothing runs yet to checkpoint
+        last = max(self.last_checkpoint_at(job, attempt), self._last_request.get(job.id, 0.0))
         if now - last >= interval:
             self.request(job, attempt, f"periodic: every {interval:.3g} s")
 

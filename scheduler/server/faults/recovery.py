@@ -38,7 +38,6 @@ from scheduler.reliability.spares import SpareCandidate, choose_spares, rank_spa
 from scheduler.server.faults.checkpoints import CheckpointTracker
 from scheduler.server.faults.config import FaultToleranceConfig
 from scheduler.server.faults.health import HealthTracker, attempts_on
-from scheduler.server.scheduling import pass_inputs
 
 if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane
@@ -384,12 +383,6 @@ class RecoveryTracker:
         request = placement_request(job.id, spec)
         previous = {w.node_name for w in job.current_attempt.workers} if job.current_attempt else set()
         close = (previous - rec.avoid) | set(rank_spares(cp.spares, self._candidates(), rec.model, rec.near))
-        live = [
-            j
-            for j in cp.jobs.values()
-            if not j.state.terminal or any(w.phase.holds_devices for a in j.attempts for w in a.workers)
-        ]
-        specs = {j.id: cp.spec_of(j) for j in live}
         why = "no devices"
         for allowed, skip in ((close, rec.exclude), (None, rec.avoid | rec.exclude), (None, rec.exclude)):
             nodes = [
@@ -399,7 +392,7 @@ class RecoveryTracker:
             ]
             if not nodes:
                 continue
-            inputs = pass_inputs(nodes, live, specs, cp.clock())
+            inputs = cp.inputs(nodes=nodes)
             decision = place(request, inputs.cluster, cp.live_policy(inputs), cp.speed_of)
             if decision.placed:
                 return decision, ""
