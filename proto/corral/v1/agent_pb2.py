@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from corral.v1 import common_pb2 as corral_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63orral/v1/agent.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63orral/v1/common.proto\"\x82\x03\n\x0c\x41gentMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\'\n\x08register\x18\n \x01(\x0b\x32\x13.corral.v1.RegisterH\x00\x12)\n\ttelemetry\x18\x0b \x01(\x0b\x32\x14.corral.v1.TelemetryH\x00\x12(\n\x06health\x18\x0c \x01(\x0b\x32\x16.corral.v1.HealthEventH\x00\x12-\n\x08workload\x18\r \x01(\x0b\x32\x19.corral.v1.WorkloadStatusH\x00\x12\"\n\x03log\x18\x0e \x01(\x0b\x32\x13.corral.v1.LogChunkH\x00\x12\x32\n\x0e\x63ommand_result\x18\x0f \x01(\x0b\x32\x18.corral.v1.CommandResultH\x00\x12%\n\x07leaving\x18\x10 \x01(\x0b\x32\x12.corral.v1.LeavingH\x00\x12\x31\n\ncheckpoint\x18\x11 \x01(\x0b\x32\x1b.corral.v1.CheckpointReportH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x10\x43heckpointReport\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0c\n\x04path\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\x04\"\xd8\x02\n\x08Register\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\"\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x11.corral.v1.Device\x12,\n\tworkloads\x18\x07 \x03(\x0b\x32\x19.corral.v1.WorkloadStatus\x12/\n\x06labels\x18\x08 \x03(\x0b\x32\x1f.corral.v1.Register.LabelsEntry\x12\x11\n\tcpu_count\x18\t \x01(\r\x12\x14\n\x0cmemory_bytes\x18\n \x01(\x04\x12\x13\n\x0binstance_id\x18\x0b \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\tTelemetry\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32\x1a.corral.v1.DeviceTelemetry\"=\n\x08LogChunk\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x19\n\x07Leaving\x12\x0e\n\x06reason\x18\x01 \x01(\t\"A\n\rCommandResult\x12\x13\n\x0b\x63ommand_seq\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x95\x03\n\x0e\x43ontrolMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12.\n\x0cregister_ack\x18\n \x01(\x0b\x32\x16.corral.v1.RegisterAckH\x00\x12)\n\x05start\x18\x0b \x01(\x0b\x32\x18.corral.v1.StartWorkloadH\x00\x12\'\n\x04stop\x18\x0c \x01(\x0b\x32\x17.corral.v1.StopWorkloadH\x00\x12\x32\n\ncheckpoint\x18\r \x01(\x0b\x32\x1c.corral.v1.RequestCheckpointH\x00\x12\x33\n\x0fset_power_limit\x18\x0e \x01(\x0b\x32\x18.corral.v1.SetPowerLimitH\x00\x12!\n\x05\x64rain\x18\x0f \x01(\x0b\x32\x10.corral.v1.DrainH\x00\x12.\n\x0cinject_fault\x18\x10 \x01(\x0b\x32\x16.corral.v1.InjectFaultH\x00\x12\x1d\n\x03\x61\x63k\x18\x11 \x01(\x0b\x32\x0e.corral.v1.AckH\x00\x42\x06\n\x04\x62ody\"\x05\n\x03\x41\x63k\"\xae\x01\n\x0bRegisterAck\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x1c\n\x14telemetry_interval_s\x18\x02 \x01(\x01\x12;\n\x0blog_offsets\x18\x03 \x03(\x0b\x32&.corral.v1.RegisterAck.LogOffsetsEntry\x1a\x31\n\x0fLogOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xba\x03\n\rStartWorkload\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x12\n\nlocal_rank\x18\x05 \x01(\r\x12\x12\n\nworld_size\x18\x06 \x01(\r\x12\x16\n\x0e\x64\x65vice_indices\x18\x07 \x03(\r\x12\x0f\n\x07\x63ommand\x18\x08 \x03(\t\x12.\n\x03\x65nv\x18\t \x03(\x0b\x32!.corral.v1.StartWorkload.EnvEntry\x12\x13\n\x0bworking_dir\x18\n \x01(\t\x12\x16\n\x0e\x63heckpoint_dir\x18\x0b \x01(\t\x12\x13\n\x0bmaster_addr\x18\x0c \x01(\t\x12\x13\n\x0bmaster_port\x18\r \x01(\r\x12\x18\n\x10local_world_size\x18\x0e \x01(\r\x12\x13\n\x0bresume_path\x18\x0f \x01(\t\x12\x13\n\x0bresume_step\x18\x10 \x01(\x04\x12\x1d\n\x15\x63heckpoint_interval_s\x18\x11 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0cStopWorkload\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x16\n\x0egrace_period_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\x11RequestCheckpoint\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\"6\n\rSetPowerLimit\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\x0f\n\x07limit_w\x18\x02 \x01(\x01\"%\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04lift\x18\x02 \x01(\x08\"2\n\x0bInjectFault\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\r\n\x05\x66\x61ult\x18\x02 \x01(\t2Q\n\x0c\x41gentService\x12\x41\n\x07\x43onnect\x12\x17.corral.v1.AgentMessage\x1a\x19.corral.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63orral/v1/agent.proto\x12\tcorral.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x16\x63orral/v1/common.proto\"\x82\x03\n\x0c\x41gentMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\'\n\x08register\x18\n \x01(\x0b\x32\x13.corral.v1.RegisterH\x00\x12)\n\ttelemetry\x18\x0b \x01(\x0b\x32\x14.corral.v1.TelemetryH\x00\x12(\n\x06health\x18\x0c \x01(\x0b\x32\x16.corral.v1.HealthEventH\x00\x12-\n\x08workload\x18\r \x01(\x0b\x32\x19.corral.v1.WorkloadStatusH\x00\x12\"\n\x03log\x18\x0e \x01(\x0b\x32\x13.corral.v1.LogChunkH\x00\x12\x32\n\x0e\x63ommand_result\x18\x0f \x01(\x0b\x32\x18.corral.v1.CommandResultH\x00\x12%\n\x07leaving\x18\x10 \x01(\x0b\x32\x12.corral.v1.LeavingH\x00\x12\x31\n\ncheckpoint\x18\x11 \x01(\x0b\x32\x1b.corral.v1.CheckpointReportH\x00\x42\x06\n\x04\x62ody\"\xca\x01\n\x10\x43heckpointReport\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0c\n\x04step\x18\x02 \x01(\x04\x12\x0c\n\x04path\x18\x03 \x01(\t\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nsize_bytes\x18\x05 \x01(\x04\x12\x12\n\nduration_s\x18\x06 \x01(\x01\x12\x10\n\x08\x63omplete\x18\x07 \x01(\x08\x12\x0f\n\x07trigger\x18\x08 \x01(\t\x12\x12\n\nrequest_id\x18\t \x01(\x04\"\xed\x02\n\x08Register\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x10\n\x08hostname\x18\x02 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x05 \x01(\t\x12\"\n\x07\x64\x65vices\x18\x06 \x03(\x0b\x32\x11.corral.v1.Device\x12,\n\tworkloads\x18\x07 \x03(\x0b\x32\x19.corral.v1.WorkloadStatus\x12/\n\x06labels\x18\x08 \x03(\x0b\x32\x1f.corral.v1.Register.LabelsEntry\x12\x11\n\tcpu_count\x18\t \x01(\r\x12\x14\n\x0cmemory_bytes\x18\n \x01(\x04\x12\x13\n\x0binstance_id\x18\x0b \x01(\t\x12\x13\n\x0bmetrics_url\x18\x0c \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"h\n\tTelemetry\x12.\n\nsampled_at\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x64\x65vices\x18\x02 \x03(\x0b\x32\x1a.corral.v1.DeviceTelemetry\"=\n\x08LogChunk\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\x19\n\x07Leaving\x12\x0e\n\x06reason\x18\x01 \x01(\t\"A\n\rCommandResult\x12\x13\n\x0b\x63ommand_seq\x18\x01 \x01(\x04\x12\n\n\x02ok\x18\x02 \x01(\x08\x12\x0f\n\x07message\x18\x03 \x01(\t\"\x95\x03\n\x0e\x43ontrolMessage\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12\x0f\n\x07\x61\x63k_seq\x18\x02 \x01(\x04\x12.\n\x0cregister_ack\x18\n \x01(\x0b\x32\x16.corral.v1.RegisterAckH\x00\x12)\n\x05start\x18\x0b \x01(\x0b\x32\x18.corral.v1.StartWorkloadH\x00\x12\'\n\x04stop\x18\x0c \x01(\x0b\x32\x17.corral.v1.StopWorkloadH\x00\x12\x32\n\ncheckpoint\x18\r \x01(\x0b\x32\x1c.corral.v1.RequestCheckpointH\x00\x12\x33\n\x0fset_power_limit\x18\x0e \x01(\x0b\x32\x18.corral.v1.SetPowerLimitH\x00\x12!\n\x05\x64rain\x18\x0f \x01(\x0b\x32\x10.corral.v1.DrainH\x00\x12.\n\x0cinject_fault\x18\x10 \x01(\x0b\x32\x16.corral.v1.InjectFaultH\x00\x12\x1d\n\x03\x61\x63k\x18\x11 \x01(\x0b\x32\x0e.corral.v1.AckH\x00\x42\x06\n\x04\x62ody\"\x05\n\x03\x41\x63k\"\xae\x01\n\x0bRegisterAck\x12\x11\n\tnode_name\x18\x01 \x01(\t\x12\x1c\n\x14telemetry_interval_s\x18\x02 \x01(\x01\x12;\n\x0blog_offsets\x18\x03 \x03(\x0b\x32&.corral.v1.RegisterAck.LogOffsetsEntry\x1a\x31\n\x0fLogOffsetsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\"\xba\x03\n\rStartWorkload\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x03 \x01(\r\x12\x0c\n\x04rank\x18\x04 \x01(\r\x12\x12\n\nlocal_rank\x18\x05 \x01(\r\x12\x12\n\nworld_size\x18\x06 \x01(\r\x12\x16\n\x0e\x64\x65vice_indices\x18\x07 \x03(\r\x12\x0f\n\x07\x63ommand\x18\x08 \x03(\t\x12.\n\x03\x65nv\x18\t \x03(\x0b\x32!.corral.v1.StartWorkload.EnvEntry\x12\x13\n\x0bworking_dir\x18\n \x01(\t\x12\x16\n\x0e\x63heckpoint_dir\x18\x0b \x01(\t\x12\x13\n\x0bmaster_addr\x18\x0c \x01(\t\x12\x13\n\x0bmaster_port\x18\r \x01(\r\x12\x18\n\x10local_world_size\x18\x0e \x01(\r\x12\x13\n\x0bresume_path\x18\x0f \x01(\t\x12\x13\n\x0bresume_step\x18\x10 \x01(\x04\x12\x1d\n\x15\x63heckpoint_interval_s\x18\x11 \x01(\x01\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"K\n\x0cStopWorkload\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x16\n\x0egrace_period_s\x18\x02 \x01(\x01\x12\x0e\n\x06reason\x18\x03 \x01(\t\"L\n\x11RequestCheckpoint\x12\x13\n\x0bworkload_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\x04\"6\n\rSetPowerLimit\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\x0f\n\x07limit_w\x18\x02 \x01(\x01\"%\n\x05\x44rain\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0c\n\x04lift\x18\x02 \x01(\x08\"2\n\x0bInjectFault\x12\x14\n\x0c\x64\x65vice_index\x18\x01 \x01(\r\x12\r\n\x05\x66\x61ult\x18\x02 \x01(\t2Q\n\x0c\x41gentService\x12\x41\n\x07\x43onnect\x12\x17.corral.v1.AgentMessage\x1a\x19.corral.v1.ControlMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,39 +44,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHECKPOINTREPORT']._serialized_start=483
   _globals['_CHECKPOINTREPORT']._serialized_end=685
   _globals['_REGISTER']._serialized_start=688
-  _globals['_REGISTER']._serialized_end=1032
-  _globals['_REGISTER_LABELSENTRY']._serialized_start=987
-  _globals['_REGISTER_LABELSENTRY']._serialized_end=1032
-  _globals['_TELEMETRY']._serialized_start=1034
-  _globals['_TELEMETRY']._serialized_end=1138
-  _globals['_LOGCHUNK']._serialized_start=1140
-  _globals['_LOGCHUNK']._serialized_end=1201
-  _globals['_LEAVING']._serialized_start=1203
-  _globals['_LEAVING']._serialized_end=1228
-  _globals['_COMMANDRESULT']._serialized_start=1230
-  _globals['_COMMANDRESULT']._serialized_end=1295
-  _globals['_CONTROLMESSAGE']._serialized_start=1298
-  _globals['_CONTROLMESSAGE']._serialized_end=1703
-  _globals['_ACK']._serialized_start=1705
-  _globals['_ACK']._serialized_end=1710
-  _globals['_REGISTERACK']._serialized_start=1713
-  _globals['_REGISTERACK']._serialized_end=1887
-  _globals['_REGISTERACK_LOGOFFSETSENTRY']._serialized_start=1838
-  _globals['_REGISTERACK_LOGOFFSETSENTRY']._serialized_end=1887
-  _globals['_STARTWORKLOAD']._serialized_start=1890
-  _globals['_STARTWORKLOAD']._serialized_end=2332
-  _globals['_STARTWORKLOAD_ENVENTRY']._serialized_start=2290
-  _globals['_STARTWORKLOAD_ENVENTRY']._serialized_end=2332
-  _globals['_STOPWORKLOAD']._serialized_start=2334
-  _globals['_STOPWORKLOAD']._serialized_end=2409
-  _globals['_REQUESTCHECKPOINT']._serialized_start=2411
-  _globals['_REQUESTCHECKPOINT']._serialized_end=2487
-  _globals['_SETPOWERLIMIT']._serialized_start=2489
-  _globals['_SETPOWERLIMIT']._serialized_end=2543
-  _globals['_DRAIN']._serialized_start=2545
-  _globals['_DRAIN']._serialized_end=2582
-  _globals['_INJECTFAULT']._serialized_start=2584
-  _globals['_INJECTFAULT']._serialized_end=2634
-  _globals['_AGENTSERVICE']._serialized_start=2636
-  _globals['_AGENTSERVICE']._serialized_end=2717
+  _globals['_REGISTER']._serialized_end=1053
+  _globals['_REGISTER_LABELSENTRY']._serialized_start=1008
+  _globals['_REGISTER_LABELSENTRY']._serialized_end=1053
+  _globals['_TELEMETRY']._serialized_start=1055
+  _globals['_TELEMETRY']._serialized_end=1159
+  _globals['_LOGCHUNK']._serialized_start=1161
+  _globals['_LOGCHUNK']._serialized_end=1222
+  _globals['_LEAVING']._serialized_start=1224
+  _globals['_LEAVING']._serialized_end=1249
+  _globals['_COMMANDRESULT']._serialized_start=1251
+  _globals['_COMMANDRESULT']._serialized_end=1316
+  _globals['_CONTROLMESSAGE']._serialized_start=1319
+  _globals['_CONTROLMESSAGE']._serialized_end=1724
+  _globals['_ACK']._serialized_start=1726
+  _globals['_ACK']._serialized_end=1731
+  _globals['_REGISTERACK']._serialized_start=1734
+  _globals['_REGISTERACK']._serialized_end=1908
+  _globals['_REGISTERACK_LOGOFFSETSENTRY']._serialized_start=1859
+  _globals['_REGISTERACK_LOGOFFSETSENTRY']._serialized_end=1908
+  _globals['_STARTWORKLOAD']._serialized_start=1911
+  _globals['_STARTWORKLOAD']._serialized_end=2353
+  _globals['_STARTWORKLOAD_ENVENTRY']._serialized_start=2311
+  _globals['_STARTWORKLOAD_ENVENTRY']._serialized_end=2353
+  _globals['_STOPWORKLOAD']._serialized_start=2355
+  _globals['_STOPWORKLOAD']._serialized_end=2430
+  _globals['_REQUESTCHECKPOINT']._serialized_start=2432
+  _globals['_REQUESTCHECKPOINT']._serialized_end=2508
+  _globals['_SETPOWERLIMIT']._serialized_start=2510
+  _globals['_SETPOWERLIMIT']._serialized_end=2564
+  _globals['_DRAIN']._serialized_start=2566
+  _globals['_DRAIN']._serialized_end=2603
+  _globals['_INJECTFAULT']._serialized_start=2605
+  _globals['_INJECTFAULT']._serialized_end=2655
+  _globals['_AGENTSERVICE']._serialized_start=2657
+  _globals['_AGENTSERVICE']._serialized_end=2738
 # @@protoc_insertion_point(module_scope)

@@ -165,6 +165,7 @@ class Register(_message.Message):
     CPU_COUNT_FIELD_NUMBER: _builtins.int
     MEMORY_BYTES_FIELD_NUMBER: _builtins.int
     INSTANCE_ID_FIELD_NUMBER: _builtins.int
+    METRICS_URL_FIELD_NUMBER: _builtins.int
     node_name: _builtins.str
     hostname: _builtins.str
     address: _builtins.str
@@ -176,6 +177,10 @@ class Register(_message.Message):
     memory_bytes: _builtins.int
     instance_id: _builtins.str
     """new per agent process; a changed id means the agent restarted"""
+    metrics_url: _builtins.str
+    """Where this agent serves Prometheus metrics (http://host:port/metrics); "" if it does not.
+    The control plane lists it for Prometheus service discovery.
+    """
     @_builtins.property
     def devices(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Device]: ...
     @_builtins.property
@@ -198,10 +203,11 @@ class Register(_message.Message):
         cpu_count: _builtins.int = ...,
         memory_bytes: _builtins.int = ...,
         instance_id: _builtins.str = ...,
+        metrics_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_version", b"agent_version", "backend", b"backend", "cpu_count", b"cpu_count", "devices", b"devices", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "memory_bytes", b"memory_bytes", "node_name", b"node_name", "workloads", b"workloads"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["address", b"address", "agent_version", b"agent_version", "backend", b"backend", "cpu_count", b"cpu_count", "devices", b"devices", "hostname", b"hostname", "instance_id", b"instance_id", "labels", b"labels", "memory_bytes", b"memory_bytes", "metrics_url", b"metrics_url", "node_name", b"node_name", "workloads", b"workloads"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

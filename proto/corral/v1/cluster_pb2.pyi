@@ -493,6 +493,8 @@ class ClusterStatus(_message.Message):
     INGEST_FIELD_NUMBER: _builtins.int
     DATA_DIR_FIELD_NUMBER: _builtins.int
     AGENT_STREAMS_FIELD_NUMBER: _builtins.int
+    DASHBOARD_URL_FIELD_NUMBER: _builtins.int
+    METRICS_URL_FIELD_NUMBER: _builtins.int
     version: _builtins.str
     nodes_total: _builtins.int
     nodes_ready: _builtins.int
@@ -500,6 +502,11 @@ class ClusterStatus(_message.Message):
     devices_free: _builtins.int
     data_dir: _builtins.str
     agent_streams: _builtins.int
+    dashboard_url: _builtins.str
+    """The control plane's HTTP side ("" when it serves none): the operator dashboard and
+    Prometheus metrics.
+    """
+    metrics_url: _builtins.str
     @_builtins.property
     def started_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -519,10 +526,12 @@ class ClusterStatus(_message.Message):
         ingest: Global___IngestStats | None = ...,
         data_dir: _builtins.str = ...,
         agent_streams: _builtins.int = ...,
+        dashboard_url: _builtins.str = ...,
+        metrics_url: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["ingest", b"ingest", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_streams", b"agent_streams", "data_dir", b"data_dir", "devices_free", b"devices_free", "devices_total", b"devices_total", "ingest", b"ingest", "jobs_by_state", b"jobs_by_state", "nodes_ready", b"nodes_ready", "nodes_total", b"nodes_total", "started_at", b"started_at", "version", b"version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_streams", b"agent_streams", "dashboard_url", b"dashboard_url", "data_dir", b"data_dir", "devices_free", b"devices_free", "devices_total", b"devices_total", "ingest", b"ingest", "jobs_by_state", b"jobs_by_state", "metrics_url", b"metrics_url", "nodes_ready", b"nodes_ready", "nodes_total", b"nodes_total", "started_at", b"started_at", "version", b"version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -591,3 +600,278 @@ class SetZoneInletRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetZoneInletRequest: _TypeAlias = SetZoneInletRequest  # noqa: Y015
+
+@_typing.final
+class GetReliabilityReportRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_S_FIELD_NUMBER: _builtins.int
+    since_s: _builtins.float
+    """window length ending now, in seconds; 0: everything stored"""
+    def __init__(
+        self,
+        *,
+        since_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since_s", b"since_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetReliabilityReportRequest: _TypeAlias = GetReliabilityReportRequest  # noqa: Y015
+
+@_typing.final
+class InterruptionRow(_message.Message):
+    """One row of the interruptions table: a root-cause category within a component class."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_FIELD_NUMBER: _builtins.int
+    CATEGORY_FIELD_NUMBER: _builtins.int
+    BLAME_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    SHARE_FIELD_NUMBER: _builtins.int
+    LOST_GPU_HOURS_FIELD_NUMBER: _builtins.int
+    UNEXPECTED_FIELD_NUMBER: _builtins.int
+    component: _builtins.str
+    """gpu, gpu_memory, network, host, software, job, ..."""
+    category: _builtins.str
+    """e.g. "faulty GPU (xid:79)", "NCCL hang", "user program" """
+    blame: _builtins.str
+    """hardware | job | unknown"""
+    count: _builtins.int
+    share: _builtins.float
+    """of all interruptions in the window, 0..1"""
+    lost_gpu_hours: _builtins.float
+    """recomputation plus restart, device-hours"""
+    unexpected: _builtins.bool
+    """false for planned interruptions (drain, preemption)"""
+    def __init__(
+        self,
+        *,
+        component: _builtins.str = ...,
+        category: _builtins.str = ...,
+        blame: _builtins.str = ...,
+        count: _builtins.int = ...,
+        share: _builtins.float = ...,
+        lost_gpu_hours: _builtins.float = ...,
+        unexpected: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["blame", b"blame", "category", b"category", "component", b"component", "count", b"count", "lost_gpu_hours", b"lost_gpu_hours", "share", b"share", "unexpected", b"unexpected"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___InterruptionRow: _TypeAlias = InterruptionRow  # noqa: Y015
+
+@_typing.final
+class MtbfRow(_message.Message):
+    """Mean time between failures of one component class on one device model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_FIELD_NUMBER: _builtins.int
+    VENDOR_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    DEVICE_HOURS_FIELD_NUMBER: _builtins.int
+    FAILURES_FIELD_NUMBER: _builtins.int
+    MTBF_HOURS_FIELD_NUMBER: _builtins.int
+    component: _builtins.str
+    vendor: _builtins.str
+    model: _builtins.str
+    device_hours: _builtins.float
+    """exposure in the window"""
+    failures: _builtins.int
+    mtbf_hours: _builtins.float
+    """device_hours / failures; 0 when there were none"""
+    def __init__(
+        self,
+        *,
+        component: _builtins.str = ...,
+        vendor: _builtins.str = ...,
+        model: _builtins.str = ...,
+        device_hours: _builtins.float = ...,
+        failures: _builtins.int = ...,
+        mtbf_hours: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component", b"component", "device_hours", b"device_hours", "failures", b"failures", "model", b"model", "mtbf_hours", b"mtbf_hours", "vendor", b"vendor"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MtbfRow: _TypeAlias = MtbfRow  # noqa: Y015
+
+@_typing.final
+class JobReliability(_message.Message):
+    """Effective training time ratio of one job: productive time over time since submission."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    ETTR_FIELD_NUMBER: _builtins.int
+    PRODUCTIVE_GPU_HOURS_FIELD_NUMBER: _builtins.int
+    LOST_GPU_HOURS_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    name: _builtins.str
+    state: _builtins.str
+    devices: _builtins.int
+    ettr: _builtins.float
+    productive_gpu_hours: _builtins.float
+    lost_gpu_hours: _builtins.float
+    interruptions: _builtins.int
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        state: _builtins.str = ...,
+        devices: _builtins.int = ...,
+        ettr: _builtins.float = ...,
+        productive_gpu_hours: _builtins.float = ...,
+        lost_gpu_hours: _builtins.float = ...,
+        interruptions: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["devices", b"devices", "ettr", b"ettr", "interruptions", b"interruptions", "job_id", b"job_id", "lost_gpu_hours", b"lost_gpu_hours", "name", b"name", "productive_gpu_hours", b"productive_gpu_hours", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobReliability: _TypeAlias = JobReliability  # noqa: Y015
+
+@_typing.final
+class GpuTime(_message.Message):
+    """Device-seconds by what they were spent on; idle is capacity no attempt held."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PRODUCTIVE_S_FIELD_NUMBER: _builtins.int
+    RECOMPUTE_LOST_S_FIELD_NUMBER: _builtins.int
+    RESTART_LOST_S_FIELD_NUMBER: _builtins.int
+    QUEUED_S_FIELD_NUMBER: _builtins.int
+    IDLE_S_FIELD_NUMBER: _builtins.int
+    productive_s: _builtins.float
+    recompute_lost_s: _builtins.float
+    restart_lost_s: _builtins.float
+    queued_s: _builtins.float
+    """devices requested while the job waited"""
+    idle_s: _builtins.float
+    def __init__(
+        self,
+        *,
+        productive_s: _builtins.float = ...,
+        recompute_lost_s: _builtins.float = ...,
+        restart_lost_s: _builtins.float = ...,
+        queued_s: _builtins.float = ...,
+        idle_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["idle_s", b"idle_s", "productive_s", b"productive_s", "queued_s", b"queued_s", "recompute_lost_s", b"recompute_lost_s", "restart_lost_s", b"restart_lost_s"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GpuTime: _TypeAlias = GpuTime  # noqa: Y015
+
+@_typing.final
+class PhaseDurations(_message.Message):
+    """Recovery phase durations: detect (failure -> decision), reschedule (decision -> placed),
+    restore (placed -> every worker running), total.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PHASE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    P50_S_FIELD_NUMBER: _builtins.int
+    P95_S_FIELD_NUMBER: _builtins.int
+    MAX_S_FIELD_NUMBER: _builtins.int
+    phase: _builtins.str
+    count: _builtins.int
+    p50_s: _builtins.float
+    p95_s: _builtins.float
+    max_s: _builtins.float
+    def __init__(
+        self,
+        *,
+        phase: _builtins.str = ...,
+        count: _builtins.int = ...,
+        p50_s: _builtins.float = ...,
+        p95_s: _builtins.float = ...,
+        max_s: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "max_s", b"max_s", "p50_s", b"p50_s", "p95_s", b"p95_s", "phase", b"phase"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PhaseDurations: _TypeAlias = PhaseDurations  # noqa: Y015
+
+@_typing.final
+class ReliabilityReport(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    INTERRUPTIONS_FIELD_NUMBER: _builtins.int
+    UNEXPECTED_FIELD_NUMBER: _builtins.int
+    BY_CAUSE_FIELD_NUMBER: _builtins.int
+    MTBF_FIELD_NUMBER: _builtins.int
+    FLEET_ETTR_FIELD_NUMBER: _builtins.int
+    GPU_TIME_FIELD_NUMBER: _builtins.int
+    JOBS_FIELD_NUMBER: _builtins.int
+    RECOVERY_FIELD_NUMBER: _builtins.int
+    LOST_GPU_HOURS_FIELD_NUMBER: _builtins.int
+    DEVICES_FIELD_NUMBER: _builtins.int
+    interruptions: _builtins.int
+    unexpected: _builtins.int
+    fleet_ettr: _builtins.float
+    lost_gpu_hours: _builtins.float
+    devices: _builtins.int
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def by_cause(self) -> _containers.RepeatedCompositeFieldContainer[Global___InterruptionRow]: ...
+    @_builtins.property
+    def mtbf(self) -> _containers.RepeatedCompositeFieldContainer[Global___MtbfRow]: ...
+    @_builtins.property
+    def gpu_time(self) -> Global___GpuTime: ...
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___JobReliability]:
+        """the largest jobs first"""
+
+    @_builtins.property
+    def recovery(self) -> _containers.RepeatedCompositeFieldContainer[Global___PhaseDurations]: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        interruptions: _builtins.int = ...,
+        unexpected: _builtins.int = ...,
+        by_cause: _abc.Iterable[Global___InterruptionRow] | None = ...,
+        mtbf: _abc.Iterable[Global___MtbfRow] | None = ...,
+        fleet_ettr: _builtins.float = ...,
+        gpu_time: Global___GpuTime | None = ...,
+        jobs: _abc.Iterable[Global___JobReliability] | None = ...,
+        recovery: _abc.Iterable[Global___PhaseDurations] | None = ...,
+        lost_gpu_hours: _builtins.float = ...,
+        devices: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["gpu_time", b"gpu_time", "since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["by_cause", b"by_cause", "devices", b"devices", "fleet_ettr", b"fleet_ettr", "gpu_time", b"gpu_time", "interruptions", b"interruptions", "jobs", b"jobs", "lost_gpu_hours", b"lost_gpu_hours", "mtbf", b"mtbf", "recovery", b"recovery", "since", b"since", "unexpected", b"unexpected", "until", b"until"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ReliabilityReport: _TypeAlias = ReliabilityReport  # noqa: Y015

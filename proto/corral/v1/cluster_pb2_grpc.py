@@ -65,6 +65,11 @@ class ClusterServiceStub:
                 request_serializer=corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.SerializeToString,
                 response_deserializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
                 _registered_method=True)
+        self.GetReliabilityReport = channel.unary_unary(
+                '/corral.v1.ClusterService/GetReliabilityReport',
+                request_serializer=corral_dot_v1_dot_cluster__pb2.GetReliabilityReportRequest.SerializeToString,
+                response_deserializer=corral_dot_v1_dot_cluster__pb2.ReliabilityReport.FromString,
+                _registered_method=True)
 
 
 class ClusterServiceServicer:
@@ -114,6 +119,14 @@ class ClusterServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetReliabilityReport(self, request, context):
+        """The cluster's reliability over a window, from the store: interruptions by component and
+        cause (Llama 3's Table 5), MTBF per component and device model, ETTR, GPU-time lost.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ClusterServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -146,6 +159,11 @@ def add_ClusterServiceServicer_to_server(servicer, server):
                     servicer.SetZoneInlet,
                     request_deserializer=corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.FromString,
                     response_serializer=corral_dot_v1_dot_cluster__pb2.PowerStatus.SerializeToString,
+            ),
+            'GetReliabilityReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetReliabilityReport,
+                    request_deserializer=corral_dot_v1_dot_cluster__pb2.GetReliabilityReportRequest.FromString,
+                    response_serializer=corral_dot_v1_dot_cluster__pb2.ReliabilityReport.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -311,6 +329,33 @@ class ClusterService:
             '/corral.v1.ClusterService/SetZoneInlet',
             corral_dot_v1_dot_cluster__pb2.SetZoneInletRequest.SerializeToString,
             corral_dot_v1_dot_cluster__pb2.PowerStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetReliabilityReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/corral.v1.ClusterService/GetReliabilityReport',
+            corral_dot_v1_dot_cluster__pb2.GetReliabilityReportRequest.SerializeToString,
+            corral_dot_v1_dot_cluster__pb2.ReliabilityReport.FromString,
             options,
             channel_credentials,
             insecure,

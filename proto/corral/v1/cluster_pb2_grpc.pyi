@@ -48,6 +48,10 @@ class ClusterServiceStub:
     """A zone's inlet temperature, as a building-management system (or an operator) reads it:
     near its limit the zone's effective capacity falls and new work goes elsewhere.
     """
+    GetReliabilityReport: _grpc.UnaryUnaryMultiCallable[_cluster_pb2.GetReliabilityReportRequest, _cluster_pb2.ReliabilityReport]
+    """The cluster's reliability over a window, from the store: interruptions by component and
+    cause (Llama 3's Table 5), MTBF per component and device model, ETTR, GPU-time lost.
+    """
 
 @_typing.type_check_only
 class ClusterServiceAsyncStub(ClusterServiceStub):
@@ -68,6 +72,10 @@ class ClusterServiceAsyncStub(ClusterServiceStub):
     SetZoneInlet: _aio.UnaryUnaryMultiCallable[_cluster_pb2.SetZoneInletRequest, _cluster_pb2.PowerStatus]  # type: ignore[assignment]
     """A zone's inlet temperature, as a building-management system (or an operator) reads it:
     near its limit the zone's effective capacity falls and new work goes elsewhere.
+    """
+    GetReliabilityReport: _aio.UnaryUnaryMultiCallable[_cluster_pb2.GetReliabilityReportRequest, _cluster_pb2.ReliabilityReport]  # type: ignore[assignment]
+    """The cluster's reliability over a window, from the store: interruptions by component and
+    cause (Llama 3's Table 5), MTBF per component and device model, ETTR, GPU-time lost.
     """
 
 class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -122,6 +130,16 @@ class ClusterServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_cluster_pb2.PowerStatus, _abc.Awaitable[_cluster_pb2.PowerStatus]]:
         """A zone's inlet temperature, as a building-management system (or an operator) reads it:
         near its limit the zone's effective capacity falls and new work goes elsewhere.
+        """
+
+    @_abc_1.abstractmethod
+    def GetReliabilityReport(
+        self,
+        request: _cluster_pb2.GetReliabilityReportRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_cluster_pb2.ReliabilityReport, _abc.Awaitable[_cluster_pb2.ReliabilityReport]]:
+        """The cluster's reliability over a window, from the store: interruptions by component and
+        cause (Llama 3's Table 5), MTBF per component and device model, ETTR, GPU-time lost.
         """
 
 def add_ClusterServiceServicer_to_server(servicer: ClusterServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
