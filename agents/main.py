@@ -23,8 +23,9 @@ from agents.backends.base import DeviceBackend
 from agents.backends.detect import detect_backend
 from agents.connection import ChannelFactory, insecure_channel
 from agents.executor import Executor
+from agents.metrics import AgentCollector, DeviceMetrics, MetricsListenError, MetricsServer, parse_listen
 from agents.power_guard import PowerLimits, SafeCapConfig
-from agents.stream import NodeIdentity, StreamClient
+from agents.stream import NodeIdentity, StreamClient, agent_version
 
 log = logging.getLogger("corral.agent")
 
@@ -49,6 +50,8 @@ class AgentConfig:
     worker_grace_s: float = 10.0
     safe_cap: SafeCapConfig = field(default_factory=SafeCapConfig)
     channel_factory: ChannelFactory = insecure_channel
+    # Prometheus exporter (agents/metrics.py): HOST:PORT, port 0 for any free one; "" or "off": none.
+    metrics_listen: str = "127.0.0.1:0"
 
 
 class Agent:
@@ -66,6 +69,9 @@ class Agent:
             on_busy=backend.set_busy,
         )
         self.power = PowerLimits(backend, self.data_dir, config.safe_cap)
+        self.metrics = DeviceMetrics(
+            self.node_name, backend.inventory(), backend=backend.name, version=agent_version()
+        )
         self.client = StreamClient(
             config.server,
             NodeIdentity(node_name=self.node_name, address=config.address, labels=dict(config.labels)),
@@ -73,7 +79,10 @@ class Agent:
             self.executor,
             channel_factory=config.channel_factory,
             power=self.power,
+            metrics=self.metrics,
         )
+        self.metrics.connected = self.client.connected.is_set
+        self.metrics_server: MetricsServer | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
@@ -86,6 +95,31 @@ class Agent:
         )
         # Before the stream opens, so the caps the control plane last set hold from the start.
         await asyncio.to_thread(self.power.restore)
+        self._serve_metrics()
+        try:
+            await self._run(stop)
+        finally:
+            if self.metrics_server is not None:
+                self.metrics_server.close()
+
+    def _serve_metrics(self) -> None:
+        """Start the exporter before the stream, so Register carries its URL."""
+        listen = parse_listen(self.config.metrics_listen)
+        if listen is None:
+            return
+        host, port = listen
+        collector = AgentCollector(self.metrics, self.backend.sample)
+        try:
+            self.metrics_server = MetricsServer(collector, host, port, advertise=self.config.address)
+        except OSError as exc:
+            raise MetricsListenError(
+                f"--metrics-listen: cannot listen on {self.config.metrics_listen}: {exc.strerror or exc}"
+                " (pick another port, 0 for any free one, or off)"
+            ) from None
+        self.client.metrics_url = self.metrics_server.url
+        log.info("serving Prometheus metrics at %s", self.metrics_server.url)
+
+    async def _run(self, stop: asyncio.Event) -> None:
         client_stop = asyncio.Event()
         stream = asyncio.create_task(self.client.run(client_stop), name="stream client")
         guard = asyncio.create_task(self._guard_power(), name="power guard")

@@ -31,6 +31,7 @@ from agents.connection import ChannelFactory, Connection, insecure_channel
 from agents.executor import Executor
 from agents.health_watch import NodeWatch
 from agents.logship import LogShipper
+from agents.metrics import DeviceMetrics
 from agents.outbox import DEFAULT_CAPACITY, Outbox
 from agents.power_guard import PowerLimits
 from agents.timeutil import timestamp
@@ -77,6 +78,7 @@ class StreamClient:
         register_timeout_s: float = 10.0,
         log_interval_s: float = 0.5,
         power: PowerLimits | None = None,
+        metrics: DeviceMetrics | None = None,
     ) -> None:
         self.server = server
         self.identity = identity
@@ -88,6 +90,9 @@ class StreamClient:
         # Outlives sessions: its counter baselines are what a rise is measured from.
         self.watch = NodeWatch(backend.health_thresholds(), next((d.vendor for d in backend.inventory()), ""))
         self.connected = asyncio.Event()
+        # The exporter's counters (agents/metrics.py) and where it serves them, sent in Register.
+        self.metrics = metrics
+        self.metrics_url = ""
         self.sessions = 0
         self.telemetry_interval_s = DEFAULT_TELEMETRY_INTERVAL_S
         self._channel_factory = channel_factory
@@ -111,6 +116,8 @@ class StreamClient:
 
     def _on_health(self, event: common_pb2.HealthEvent) -> None:
         self.watch.note(event)
+        if self.metrics is not None:
+            self.metrics.observe_health(event)
         self.send_reliable(health=event)
 
     def _watch_telemetry(self, devices: list[common_pb2.DeviceTelemetry]) -> None:
@@ -118,6 +125,8 @@ class StreamClient:
         for event in self.watch.observe(devices, time.monotonic()):
             level = logging.INFO if event.severity == common_pb2.SEVERITY_INFO else logging.WARNING
             log.log(level, "device %d: %s", event.device_index, event.message)
+            if self.metrics is not None:
+                self.metrics.observe_health(event)
             self.send_reliable(health=event)
 
     async def _pump_workload_updates(self) -> None:
@@ -256,6 +265,7 @@ class StreamClient:
             cpu_count=info.cpu_count,
             memory_bytes=info.memory_bytes,
             instance_id=self.identity.instance_id,
+            metrics_url=self.metrics_url,
         )
 
     def _apply_ack(self, message: agent_pb2.ControlMessage) -> None:
@@ -351,6 +361,8 @@ class StreamClient:
                 failing = True
             else:
                 failing = False
+                if self.metrics is not None:
+                    self.metrics.observe_sample(devices)
                 self._watch_telemetry(devices)
                 conn.offer(
                     agent_pb2.AgentMessage(

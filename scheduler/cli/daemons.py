@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     from scheduler.server.main import ServerConfig
 
 DATA_DIR_ENV = "CORRAL_DATA_DIR"
+OPERATOR_TOKEN_ENV = "CORRAL_OPERATOR_TOKEN"
+DEFAULT_HTTP_PORT = 7080
 
 
 # Shared by `corral server` and `corral up`, which passes them on to the server it starts.
@@ -34,6 +36,63 @@ PowerTopologyOpt = Annotated[
         dir_okay=False,
     ),
 ]
+HttpListenOpt = Annotated[
+    str | None,
+    typer.Option(
+        help=f"Dashboard and /metrics HOST:PORT; 'off' serves none (default: 127.0.0.1:{DEFAULT_HTTP_PORT}, "
+        "or any free port when --listen's port is 0).",
+        show_default=False,
+    ),
+]
+OperatorTokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help=f"File holding the operator token that unlocks dashboard actions (or ${OPERATOR_TOKEN_ENV}); "
+        "without one the dashboard is read-only.",
+        dir_okay=False,
+    ),
+]
+DashboardRefreshOpt = Annotated[
+    float, typer.Option(help="Seconds between the dashboard's live refreshes.", min=0.2, max=3600)
+]
+
+
+def default_http_listen(listen: str) -> str:
+    """Beside an ephemeral gRPC port (tests, several servers on one machine) the dashboard
+    takes an ephemeral port too, so two servers never fight over the fixed one."""
+    host, _, port = listen.rpartition(":")
+    if port == "0":
+        return f"{host or '127.0.0.1'}:0"
+    return f"127.0.0.1:{DEFAULT_HTTP_PORT}"
+
+
+def read_operator_token(path: Path | None) -> str | None:
+    """The token from --operator-token-file, else $CORRAL_OPERATOR_TOKEN, else None (read-only).
+    A file that is missing, unreadable or empty is an error naming the flag: a server meant
+    to be guarded must not start open, nor silently read-only."""
+    if path is None:
+        return os.environ.get(OPERATOR_TOKEN_ENV, "").strip() or None
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except FileNotFoundError:
+        raise CliError(f"--operator-token-file {path}: no such file", ExitCode.BAD_INPUT) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"--operator-token-file {path}: cannot read it ({exc})", ExitCode.BAD_INPUT) from None
+    if not token:
+        raise CliError(
+            f"--operator-token-file {path}: the file is empty; put the operator token in it",
+            ExitCode.BAD_INPUT,
+        )
+    return token
+
+
+def check_http_listen(http_listen: str) -> None:
+    from scheduler.web.serve import HttpListenError, parse_listen
+
+    try:
+        parse_listen(http_listen)
+    except HttpListenError as exc:
+        raise CliError(str(exc), ExitCode.BAD_INPUT) from None
 
 
 def default_data_dir() -> Path:
@@ -82,9 +141,13 @@ def server(
         float, typer.Option(help="Seconds between SIGTERM and SIGKILL when workers are stopped.")
     ] = 30.0,
     power_topology: PowerTopologyOpt = None,
+    http_listen: HttpListenOpt = None,
+    operator_token_file: OperatorTokenFileOpt = None,
+    dashboard_refresh: DashboardRefreshOpt = 5.0,
 ) -> None:
     """Run the control plane (with its embedded store) in the foreground."""
     from scheduler.server.main import serve
+    from scheduler.web.serve import HttpListenError
 
     directory = data_dir or default_data_dir()
     directory.mkdir(parents=True, exist_ok=True)
@@ -99,8 +162,14 @@ def server(
         checkpoint_timeout=checkpoint_timeout,
         stop_grace=stop_grace,
         power_topology=power_topology,
+        http_listen=default_http_listen(listen) if http_listen is None else http_listen,
+        operator_token=read_operator_token(operator_token_file),
+        dashboard_refresh=dashboard_refresh,
     )
-    serve(listen, directory, config)
+    try:
+        serve(listen, directory, config)
+    except HttpListenError as exc:
+        raise CliError(str(exc), ExitCode.BAD_INPUT) from None
 
 
 def load_server_config(
@@ -115,6 +184,9 @@ def load_server_config(
     checkpoint_timeout: float = 60.0,
     stop_grace: float = 30.0,
     power_topology: Path | None = None,
+    http_listen: str = f"127.0.0.1:{DEFAULT_HTTP_PORT}",
+    operator_token: str | None = None,
+    dashboard_refresh: float = 5.0,
 ) -> ServerConfig:
     """Check the configuration before anything starts: a bad file or flag stops the server
     with the field named, instead of a control plane running with the wrong rules."""
@@ -153,6 +225,9 @@ def load_server_config(
         )
     if not stop_grace > 0:
         raise CliError(f"--stop-grace: must be > 0 s (got {stop_grace:g})", ExitCode.BAD_INPUT)
+    check_http_listen(http_listen)
+    if not dashboard_refresh > 0:
+        raise CliError(f"--dashboard-refresh: must be > 0 s (got {dashboard_refresh:g})", ExitCode.BAD_INPUT)
     power: PowerDomains | None = None
     if power_topology is not None:
         from scheduler.power.topology import TopologyError, load_topology
@@ -177,6 +252,9 @@ def load_server_config(
         fault_tolerance=fault_tolerance,
         stop_grace_s=stop_grace,
         power=power,
+        http_listen=http_listen,
+        operator_token=operator_token,
+        dashboard_refresh_s=dashboard_refresh,
     )
 
 
@@ -247,6 +325,13 @@ def agent(
             show_default=False,
         ),
     ] = None,
+    metrics_listen: Annotated[
+        str,
+        typer.Option(
+            help="Serve Prometheus metrics on HOST:PORT (port 0: any free one; the control plane "
+            "lists the URL for discovery); 'off' serves none."
+        ),
+    ] = "127.0.0.1:0",
 ) -> None:
     """Run a node agent: report this node's devices to the control plane and run its workers.
 
@@ -257,6 +342,12 @@ def agent(
     safe_cap = safe_cap_config(safe_cap_after, safe_cap_w, safe_cap_fraction)
     from agents.backends.detect import NoDeviceBackend
     from agents.main import AgentConfig, main_sync
+    from agents.metrics import MetricsListenError, parse_listen
+
+    try:
+        parse_listen(metrics_listen)
+    except MetricsListenError as exc:
+        raise CliError(str(exc), ExitCode.BAD_INPUT) from None
     from agents.profiles import ProfileError, resolve_profile
 
     try:
@@ -269,8 +360,9 @@ def agent(
             address=address,
             labels=labels,
             safe_cap=safe_cap,
+            metrics_listen=metrics_listen,
         )
         main_sync(config)
-    except (NoDeviceBackend, ProfileError) as exc:
+    except (NoDeviceBackend, ProfileError, MetricsListenError) as exc:
         lines = str(exc).splitlines()
         raise CliError(lines[0], ExitCode.BAD_INPUT, [line.strip() for line in lines[1:]]) from None

@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli import daemons, events, jobs, nodes, power, queues, sim, up
+from scheduler.cli import daemons, events, jobs, nodes, power, queues, report, sim, up
 from scheduler.cli.common import handle_errors
 from scheduler.cli.errors import EXIT_CODE_HELP
 
@@ -67,6 +67,7 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     ("agent", daemons.agent, "Cluster"),
     ("status", nodes.status, "Cluster"),
     ("events", events.list_events, "Cluster"),
+    ("report", report.report, "Cluster"),
     ("submit", jobs.submit, "Jobs"),
     ("jobs", jobs.list_jobs, "Jobs"),
     ("queues", queues.list_queues, "Jobs"),

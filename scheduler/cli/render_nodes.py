@@ -241,6 +241,8 @@ def status_view(status: Any, now: float | None = None) -> RenderableType:
         ),
         ("cpu", f"{ingest.process_cpu_s:.1f} s used by the control plane"),
         ("data dir", status.data_dir or DASH),
+        ("dashboard", status.dashboard_url or "- (off)"),
+        ("metrics", status.metrics_url or "- (off)"),
     ]
     for key, value in rows:
         add_row(info, key, value)

@@ -16,7 +16,18 @@ import typer
 from rich.markup import escape
 
 from scheduler.cli.common import Output, console
-from scheduler.cli.daemons import PolicyOpt, PowerTopologyOpt, QueuesOpt, load_server_config
+from scheduler.cli.daemons import (
+    DEFAULT_HTTP_PORT,
+    DashboardRefreshOpt,
+    HttpListenOpt,
+    OperatorTokenFileOpt,
+    PolicyOpt,
+    PowerTopologyOpt,
+    QueuesOpt,
+    default_http_listen,
+    load_server_config,
+    read_operator_token,
+)
 from scheduler.cli.errors import CliError, ExitCode
 from scheduler.placement.policies import DEFAULT_POLICY
 
@@ -193,7 +204,32 @@ def _plan_agents(simulate: bool | None) -> tuple[list[tuple[str, str | None]], s
     return [(n, p) for n, p in SIMULATED_CLUSTER], f"{reason} — starting a SIMULATED cluster: {cluster}"
 
 
-def _print_summary(nodes: list[Any], address: str, data_dir: Path, example: bool) -> None:
+def choose_http_listen(listen: str, http_listen: str | None) -> tuple[str, str]:
+    """The dashboard's HOST:PORT for the server, and a note for the user ("" if none).
+
+    Asked for explicitly, a busy port is an error; by default a busy 7080 (another cluster,
+    another program) moves the dashboard to a free port and says so."""
+    from scheduler.web.serve import parse_listen
+
+    if http_listen is not None:
+        where = parse_listen(http_listen)
+        if where is not None and where[1] and port_in_use(http_listen):
+            raise CliError(
+                f"something already listens on {http_listen}; stop it, or pass --http-listen 127.0.0.1:0 "
+                "(any free port) or --http-listen off",
+                ExitCode.BAD_INPUT,
+            )
+        return http_listen, ""
+    chosen = default_http_listen(listen)
+    if chosen.endswith(f":{DEFAULT_HTTP_PORT}") and port_in_use(chosen):
+        return (
+            "127.0.0.1:0",
+            f"{chosen} is busy: the dashboard takes a free port instead (--http-listen to choose one)",
+        )
+    return chosen, ""
+
+
+def _print_summary(nodes: list[Any], address: str, data_dir: Path, example: bool, status: Any) -> None:
     from scheduler.cli.render_nodes import cluster_summary
 
     out = console()
@@ -207,6 +243,10 @@ def _print_summary(nodes: list[Any], address: str, data_dir: Path, example: bool
         f"{len(nodes)} node{plural}, {devices} {kind} devices ({', '.join(vendors) or '-'})"
     )
     out.print(cluster_summary(nodes))
+    if status.dashboard_url:
+        out.print(
+            f"\n[bold]dashboard[/]: {escape(status.dashboard_url)}  (metrics at {escape(status.metrics_url)})"
+        )
     out.print(f"\ndata and logs: {escape(str(data_dir))} (logs/)")
     if example:
         return
@@ -289,22 +329,37 @@ def up(
     queues: QueuesOpt = None,
     policy: PolicyOpt = DEFAULT_POLICY,
     power_topology: PowerTopologyOpt = None,
+    http_listen: HttpListenOpt = None,
+    operator_token_file: OperatorTokenFileOpt = None,
+    dashboard_refresh: DashboardRefreshOpt = 5.0,
 ) -> None:
     """Start a whole cluster on this machine: control plane, store and local agents.
 
     Stays in the foreground until Ctrl-C; with --example it runs that job and exits with its
     result (0 SUCCEEDED, 1 FAILED, 5 CANCELLED).
     """
+    from corral.v1 import cluster_pb2
+
     from scheduler.cli.client import connect
     from scheduler.cli.jobs import load_job_spec
     from scheduler.cli.procs import StopSignals, Supervisor, corral_argv
 
     spec = load_job_spec(example) if example is not None else None  # bad spec: exit 2 before starting
-    # A bad queue or topology file, or policy: exit 2 before starting anything.
-    load_server_config(queues, policy, power_topology=power_topology)
+    # A bad queue or topology file, policy, token file or address: exit 2 before starting anything.
+    read_operator_token(operator_token_file)
+    load_server_config(
+        queues,
+        policy,
+        power_topology=power_topology,
+        http_listen=http_listen or "off",
+        dashboard_refresh=dashboard_refresh,
+    )
     server_args = ["--policy", policy, *(["--queues", str(queues.resolve())] if queues else [])]
     if power_topology is not None:
         server_args += ["--power-topology", str(power_topology.resolve())]
+    if operator_token_file is not None:
+        server_args += ["--operator-token-file", str(operator_token_file.resolve())]
+    server_args += ["--dashboard-refresh", f"{dashboard_refresh:g}"]
     data_dir = data_dir.expanduser().resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     _, port = split_listen(listen)
@@ -313,9 +368,13 @@ def up(
             f"something already listens on {listen}; stop it, or pass --listen 127.0.0.1:0",
             ExitCode.BAD_INPUT,
         )
+    chosen_http, http_note = choose_http_listen(listen, http_listen)
+    server_args += ["--http-listen", chosen_http]
     lock = _lock_data_dir(data_dir)
     plan, sentence = _plan_agents(simulate)
     out = console()
+    if http_note:
+        out.print(f"[yellow]{escape(http_note)}[/]")
     signals = StopSignals()
     sup = Supervisor(data_dir / "logs", signals)
     sup.adopt_orphans()
@@ -340,7 +399,8 @@ def up(
             agents.append(sup.start(name, "agent", corral_argv(*argv)))
         with connect(address) as client:
             nodes = wait_ready(client, agents, [name for name, _ in plan])
-            _print_summary(nodes, address, data_dir, example is not None)
+            status = client.cluster.GetStatus(cluster_pb2.GetStatusRequest(), timeout=client.timeout)
+            _print_summary(nodes, address, data_dir, example is not None, status)
             if spec is not None:
                 code = _run_example(client, spec)
         if spec is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeAlias
@@ -17,9 +18,17 @@ from scheduler.jobstate import JobState
 from scheduler.model import JobRecord, WorkerRecord
 from scheduler.server import node_ops
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
-from scheduler.server.convert import cluster_event, job_to_proto, node_to_proto, queue_info, timestamp
+from scheduler.server.convert import (
+    cluster_event,
+    job_to_proto,
+    node_to_proto,
+    queue_info,
+    reliability_report,
+    timestamp,
+)
 from scheduler.server.nodes import NodeRuntime
 from scheduler.server.power_runtime import DISABLED_NOTE, PowerRuntime, disabled_status
+from scheduler.server.reliability import build_report
 from scheduler.spec import SpecError, spec_from_proto, spec_to_proto
 from scheduler.store.events_query import query_events
 
@@ -231,6 +240,9 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
         self.cp = cp
         self.agents = agents
         self.process = psutil.Process()
+        # The HTTP side's addresses, set by run_server once it listens ("" when it is off).
+        self.dashboard_url = ""
+        self.metrics_url = ""
 
     async def GetStatus(
         self, request: cluster_pb2.GetStatusRequest, context: Context
@@ -263,6 +275,8 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             ),
             data_dir=str(self.cp.data_dir),
             agent_streams=self.agents.open_streams,
+            dashboard_url=self.dashboard_url,
+            metrics_url=self.metrics_url,
         )
 
     async def ListQueues(
@@ -286,6 +300,17 @@ class ClusterServicer(cluster_pb2_grpc.ClusterServiceServicer):
             limit=request.limit,
         )
         return cluster_pb2.ListEventsResponse(events=[cluster_event(row) for row in rows])
+
+    async def GetReliabilityReport(
+        self, request: cluster_pb2.GetReliabilityReportRequest, context: Context
+    ) -> cluster_pb2.ReliabilityReport:
+        since_s = request.since_s
+        if math.isnan(since_s) or since_s < 0:
+            await context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"since_s: must be 0 (everything stored) or a window in seconds > 0 (got {since_s})",
+            )
+        return reliability_report(build_report(self.cp, since_s, self.cp.clock()))
 
     async def GetPower(
         self, request: cluster_pb2.GetPowerRequest, context: Context

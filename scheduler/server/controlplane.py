@@ -23,6 +23,7 @@ from google.protobuf import json_format
 from scheduler.catalog import DeviceCatalog
 from scheduler.jobstate import JobState, check_transition
 from scheduler.lifecycle import Verdict, describe_exit, judge_attempt
+from scheduler.metrics.runtime import ControlPlaneStats
 from scheduler.model import (
     AttemptRecord,
     CheckpointRecord,
@@ -85,6 +86,7 @@ class ControlPlane:
         power: PowerDomains | None = None,
     ) -> None:
         self.store = store
+        self.stats = ControlPlaneStats(store.engine)  # gRPC calls and store latency, for /metrics
         self.data_dir = data_dir
         self.clock = clock
         self.telemetry_interval_s = telemetry_interval_s
@@ -338,6 +340,7 @@ class ControlPlane:
         self.ft.place_recovering()
         if not any(j.state is JobState.PENDING for j in self.jobs.values()):
             return 0
+        started = time.perf_counter()
         inputs = self.inputs(held_back)
         result = schedule_pass(
             inputs.pending,
@@ -361,6 +364,7 @@ class ControlPlane:
             if job.state is JobState.PENDING and job.reason != reason:
                 job.reason = reason
                 self.store.update_job(job)
+        self.stats.scheduling_pass(time.perf_counter() - started, len(result.placed))
         return len(result.placed)
 
     def _preempt(self, p: Preemption) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -12,6 +13,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from scheduler.model import AttemptRecord, CheckpointRecord, DeviceRecord, JobRecord
 from scheduler.queueing.usage import QueueUsage
+from scheduler.reliability.accounting import ReliabilityReportData
 from scheduler.reliability.health_state import HealthBook, HistoryEntry
 from scheduler.reliability.lemon import LemonVerdict
 from scheduler.server.nodes import HEALTH_NAMES, NodeRuntime
@@ -224,4 +226,65 @@ def queue_info(q: QueueUsage) -> cluster_pb2.QueueInfo:
         running_jobs=q.running_jobs,
         pending_devices=q.pending_devices,
         pending_jobs=q.pending_jobs,
+    )
+
+
+def reliability_report(r: ReliabilityReportData) -> cluster_pb2.ReliabilityReport:
+    return cluster_pb2.ReliabilityReport(
+        since=timestamp(r.since),
+        until=timestamp(r.until),
+        interruptions=r.interruptions,
+        unexpected=r.unexpected,
+        by_cause=[
+            cluster_pb2.InterruptionRow(
+                component=row.component,
+                category=row.category,
+                blame=row.blame,
+                count=row.count,
+                share=row.share,
+                lost_gpu_hours=row.lost_gpu_hours,
+                unexpected=row.unexpected,
+            )
+            for row in r.by_cause
+        ],
+        mtbf=[
+            cluster_pb2.MtbfRow(
+                component=m.component,
+                vendor=m.vendor,
+                model=m.model,
+                device_hours=m.device_hours,
+                failures=m.failures,
+                mtbf_hours=m.mtbf_hours,
+            )
+            for m in r.mtbf
+        ],
+        fleet_ettr=r.fleet_ettr,
+        gpu_time=cluster_pb2.GpuTime(
+            productive_s=r.gpu_time.productive_s,
+            recompute_lost_s=r.gpu_time.recompute_lost_s,
+            restart_lost_s=r.gpu_time.restart_lost_s,
+            queued_s=r.gpu_time.queued_s,
+            idle_s=r.gpu_time.idle_s,
+        ),
+        jobs=[
+            cluster_pb2.JobReliability(
+                job_id=j.job_id,
+                name=j.name,
+                state=j.state,
+                devices=math.ceil(j.devices),  # a share of one device still occupies one
+                ettr=j.ettr,
+                productive_gpu_hours=j.productive_gpu_hours,
+                lost_gpu_hours=j.lost_gpu_hours,
+                interruptions=j.interruptions,
+            )
+            for j in r.jobs
+        ],
+        recovery=[
+            cluster_pb2.PhaseDurations(
+                phase=p.phase, count=p.count, p50_s=p.p50_s, p95_s=p.p95_s, max_s=p.max_s
+            )
+            for p in r.recovery
+        ],
+        lost_gpu_hours=r.lost_gpu_hours,
+        devices=r.devices,
     )

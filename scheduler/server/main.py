@@ -15,6 +15,7 @@ import grpc
 from corral.v1 import agent_pb2_grpc, cluster_pb2_grpc, job_pb2_grpc, node_pb2_grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from scheduler.metrics.runtime import RpcMetricsInterceptor
 from scheduler.placement.policies import DEFAULT_POLICY
 from scheduler.queueing import QueueSet
 from scheduler.reliability.liveness import LivenessConfig
@@ -23,6 +24,7 @@ from scheduler.server.api_services import ClusterServicer, JobServicer, NodeServ
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.faults import FaultToleranceConfig
 from scheduler.store import Store
+from scheduler.web.serve import start_http
 
 if TYPE_CHECKING:
     from scheduler.power.domains import PowerDomains
@@ -66,6 +68,10 @@ class ServerConfig:
     fault_tolerance: FaultToleranceConfig = field(default_factory=FaultToleranceConfig)
     stop_grace_s: float = 30.0
     power: PowerDomains | None = None  # from --power-topology; None: power management off
+    # The dashboard and /metrics: HOST:PORT ("off" or "": none; port 0: any free port).
+    http_listen: str = "127.0.0.1:7080"
+    operator_token: str | None = None  # None: the dashboard is read-only
+    dashboard_refresh_s: float = 5.0
 
 
 async def run_server(
@@ -90,6 +96,7 @@ async def run_server(
     cp.load()
     tune_gc()
     server = grpc.aio.server(
+        interceptors=[RpcMetricsInterceptor(cp.stats)],
         options=[
             ("grpc.keepalive_time_ms", 20_000),
             ("grpc.keepalive_timeout_ms", 10_000),
@@ -101,31 +108,39 @@ async def run_server(
             # before registering; with these, 5,000 at 2,500/s all registered.
             ("grpc.server.max_pending_requests", 20_000),
             ("grpc.server.max_pending_requests_hard_limit", 50_000),
-        ]
+        ],
     )
     agents = AgentServicer(cp)
     agent_pb2_grpc.add_AgentServiceServicer_to_server(agents, server)
     job_pb2_grpc.add_JobServiceServicer_to_server(JobServicer(cp), server)
     node_pb2_grpc.add_NodeServiceServicer_to_server(NodeServicer(cp), server)
-    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(ClusterServicer(cp, agents), server)
+    cluster = ClusterServicer(cp, agents)
+    cluster_pb2_grpc.add_ClusterServiceServicer_to_server(cluster, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     creds = _server_credentials()
     port = server.add_secure_port(listen, creds) if creds else server.add_insecure_port(listen)
     host = listen.rsplit(":", 1)[0]
+    # HTTP first: a busy dashboard port stops the server before it takes any gRPC traffic.
+    http = await start_http(
+        cp, config.http_listen, operator_token=config.operator_token, refresh_s=config.dashboard_refresh_s
+    )
     await server.start()
     await cp.start()
     for name in ("", *SERVICE_NAMES):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     address = f"{host}:{port}"
     # Written only once listening, so `corral up` and tests can wait on it.
-    tmp = data_dir / "server.addr.tmp"
-    tmp.write_text(address + "\n")
-    tmp.replace(data_dir / "server.addr")
+    _write_atomically(data_dir / "server.addr", address)
     log.info(
         "corral server listening on %s (store %s, schema %s)", address, store.url, store.schema_version()
     )
     print(f"corral server listening on {address}", flush=True)
+    if http is not None:
+        cluster.dashboard_url, cluster.metrics_url = f"{http.url}/", http.metrics_url
+        _write_atomically(data_dir / "http.addr", http.url)
+        log.info("corral dashboard at %s/ (metrics at %s)", http.url, http.metrics_url)
+        print(f"corral dashboard at {http.url}/ (metrics at {http.metrics_url})", flush=True)
 
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -137,11 +152,20 @@ async def run_server(
     finally:
         log.info("corral server stopping")
         await health_servicer.enter_graceful_shutdown()
+        if http is not None:
+            await http.stop()
+            (data_dir / "http.addr").unlink(missing_ok=True)
         await cp.stop()
         agents.close_all()
         await server.stop(grace=2.0)
         (data_dir / "server.addr").unlink(missing_ok=True)
         store.close()
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text + "\n")
+    tmp.replace(path)
 
 
 def serve(listen: str, data_dir: Path, config: ServerConfig | None = None) -> None:

@@ -22,6 +22,7 @@ class NodeRuntime:
     last_seen: float = 0.0
     leaving: bool = False  # the agent said it is shutting down; cleared when it registers again
     devices_by_index: dict[int, DeviceRecord] = field(default_factory=dict)
+    metrics_url: str = ""  # the agent's Prometheus exporter, from Register; not persisted
 
     @property
     def connected(self) -> bool:
@@ -117,6 +118,7 @@ class NodeRegistry:
         rt.session = session
         rt.last_seen = now
         rt.leaving = False
+        rt.metrics_url = reg.metrics_url
         return rt
 
     def disconnect(self, name: str, session: AgentSession, now: float) -> bool:

@@ -45,6 +45,9 @@ class PowerRuntime:
         self.effective_w: dict[str, float] = {}
         # zone → inlet temperature as last reported (SetZoneInlet); a zone not here: unknown
         self.inlet_c: dict[str, float] = {}
+        # (when, report): the latest `report`, which the controller makes every period, so
+        # readers (the dashboard) need not walk every node's telemetry again.
+        self.last_report: tuple[float, PowerReport] | None = None
 
     # -- written by the controller -------------------------------------------------------
 
@@ -110,6 +113,7 @@ class PowerRuntime:
         # gives the same numbers as updating them first.
         report = power_status(self.domains, nodes, self.caps, self.over_since, now, self.effective_w)
         self.over_since = update_over_since(report, self.over_since, now)
+        self.last_report = (now, report)
         return report
 
     def status(self, cp: ControlPlane) -> cluster_pb2.PowerStatus:

@@ -143,6 +143,9 @@ events = Table(
     Column("data", JSON, nullable=False, default=dict),
     Index("ix_events_job", "job_id", "id"),
     Index("ix_events_node", "node_name", "id"),
+    # The failure feed (newest of some kinds) and error counts (one kind over a window).
+    Index("ix_events_kind_at", "kind", "at"),
+    Index("ix_events_kind_id", "kind", "id"),
 )
 
 # Checkpoints workers reported; only complete ones are resumed from.

@@ -170,16 +170,17 @@ class HealthTracker:
         if not entries:
             cp.record_event("health", f"{name}: already HEALTHY; nothing to clear", node_name=name)
 
-    def quarantine(self, node: str, reason: str, evidence: str) -> None:
+    def quarantine(self, node: str, reason: str, evidence: str, cause: str = "lemon") -> None:
+        """Lemon detection's quarantine (cause "lemon") or an operator's ("operator")."""
         entries = self.cp.health.quarantine_node(node, self.cp.clock(), reason)
         self.cp.record_event(
             "health",
             f"node {node} quarantined: {reason}",
             node_name=node,
-            data={"cause": "lemon", "evidence": evidence},
+            data={"cause": cause, "evidence": evidence},
         )
         rt = self.cp.nodes.get(node)
-        self.apply(node, entries, [d.index for d in rt.record.devices] if rt else [], "lemon")
+        self.apply(node, entries, [d.index for d in rt.record.devices] if rt else [], cause)
 
     def apply(self, node: str, entries: list[HistoryEntry], indices: list[int], cause: str) -> None:
         """Persist, mirror and log the health changes one input made; cordon a node gone bad."""
