@@ -6,7 +6,7 @@ well under a second; benchmarks/dashboard.py measures it): plain loops over memo
 store query (the new rows of the `failures` table), and the text written by exposition.py.
 
 Labels are bounded: node names (one series per node and state), queue names, device
-vendor/model, and the fixed classes of classes.py and reliability/accounting.py. Per-job
+vendor/model, and the fixed classes of classes.py and reliability/{interruptions,gpu_time,report}.py. Per-job
 series exist only for running jobs. Per-device series come from each agent's own exporter
 (agents/metrics.py), except devices whose health is not HEALTHY: few, and the control
 plane's HealthBook is the authority on health. docs/metrics.md lists every metric.
@@ -31,7 +31,7 @@ from scheduler.metrics.exposition import Family, as_metrics, encode, number
 from scheduler.metrics.interruptions import InterruptionCounters
 from scheduler.metrics.runtime import ControlPlaneStats
 from scheduler.model import NodeRecord
-from scheduler.reliability.accounting import demand_of
+from scheduler.reliability.gpu_time import demand_of
 from scheduler.reliability.health_state import Health
 
 if TYPE_CHECKING:

@@ -6,9 +6,9 @@ Prometheus expects of a process's counters; history is the report's and the stor
 - Interruptions: failed attempts, read from the `failures` table by id — each scrape reads only
   the rows written since the last one (at most READ_BATCH, the rest the next time) — plus
   attempts moved off their nodes (drains, preemptions; they are not failures and have no row),
-  found in memory. Each is classified once by `accounting.classify_interruption`.
+  found in memory. Each is classified once by `interruptions.classify_interruption`.
 - Recoveries: when a failed attempt's successor has every worker running (`restart_s` set),
-  its phase durations go into one histogram per phase, as `accounting.recovery_phases`
+  its phase durations go into one histogram per phase, as `report.recovery_phases`
   defines them; a job that ends instead counts as a recovery that failed.
 
 Attempts are walked with a cursor per job, so a scrape looks at each attempt's end once.
@@ -26,7 +26,8 @@ from sqlalchemy import Engine, select
 
 from scheduler.metrics.histogram import Histogram
 from scheduler.model import AttemptRecord, JobRecord
-from scheduler.reliability.accounting import PHASES, classify_interruption
+from scheduler.reliability.interruptions import classify_interruption
+from scheduler.reliability.report import PHASES
 from scheduler.store.schema import failures
 
 READ_BATCH = 5_000
@@ -38,7 +39,7 @@ RECOVERY_RESULTS = ("restarted", "ended")
 
 def cause_label(category: str) -> str:
     """'Faulty GPU (fell off the bus)' → 'faulty_gpu_fell_off_the_bus': a label value from
-    accounting's fixed category set."""
+    the fixed category set of scheduler/reliability/interruptions.py."""
     return re.sub(r"[^a-z0-9]+", "_", category.lower()).strip("_") or "unclassified"
 
 

@@ -13,9 +13,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from scheduler.model import AttemptRecord, CheckpointRecord, DeviceRecord, JobRecord
 from scheduler.queueing.usage import QueueUsage
-from scheduler.reliability.accounting import ReliabilityReportData
 from scheduler.reliability.health_state import HealthBook, HistoryEntry
 from scheduler.reliability.lemon import LemonVerdict
+from scheduler.reliability.report import ReliabilityReportData
 from scheduler.server.nodes import HEALTH_NAMES, NodeRuntime
 
 # Bounds on what one Node or Job message carries, so that a flapping device or a job that

@@ -1,8 +1,9 @@
-"""Reliability figures of the live control plane: the I/O edge of scheduler/reliability/accounting.
+"""Reliability figures of the live control plane: the I/O edge of the pure modules
+scheduler/reliability/{interruptions,gpu_time,report}.py.
 
 Reads the ControlPlane's in-memory jobs, checkpoints and node registry, and (for reports only)
-the store's `failures` table through its index on `at`; every figure is computed by the pure
-accounting module. `fleet_gpu_seconds` is cheap enough for every metrics scrape: memory only.
+the store's `failures` table through its index on `at`; every figure is computed by those
+modules. `fleet_gpu_seconds` is cheap enough for every metrics scrape: memory only.
 """
 
 from __future__ import annotations
@@ -12,21 +13,18 @@ import weakref
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from scheduler.reliability.accounting import (
+from scheduler.reliability.gpu_time import (
     CheckpointLookup,
     Demand,
-    FailureFact,
     GpuSeconds,
-    InterruptionClass,
-    NodeInventory,
     NodeSpan,
-    ReliabilityReportData,
     SpanMemo,
-    classify_interruption,
     demand_of,
     gpu_seconds,
 )
-from scheduler.reliability.accounting import build_report as build_report_from
+from scheduler.reliability.interruptions import InterruptionClass, classify_interruption
+from scheduler.reliability.report import FailureFact, NodeInventory, ReliabilityReportData
+from scheduler.reliability.report import build_report as build_report_from
 
 if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane

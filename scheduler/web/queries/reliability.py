@@ -16,7 +16,8 @@ import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from scheduler.reliability.accounting import HOUR_S, GpuSeconds, JobReliability, ReliabilityReportData
+from scheduler.reliability.gpu_time import GpuSeconds
+from scheduler.reliability.report import HOUR_S, JobReliability, ReliabilityReportData
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.reliability import build_report
 

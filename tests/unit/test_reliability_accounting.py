@@ -1,5 +1,5 @@
-"""Reliability accounting (scheduler/reliability/accounting.py): interruption classes, GPU-seconds
-by state, ETTR, MTBF, recovery percentiles and the report they make."""
+"""Reliability accounting (scheduler/reliability/ interruptions.py, gpu_time.py, report.py):
+interruption classes, GPU-seconds by state, ETTR, MTBF, recovery percentiles and the report they make."""
 
 from __future__ import annotations
 
@@ -18,22 +18,22 @@ from scheduler.model import (
     WorkerPhase,
     WorkerRecord,
 )
-from scheduler.reliability.accounting import (
-    COMPONENTS,
-    DETECTORS,
+from scheduler.reliability.gpu_time import (
     Demand,
-    FailureFact,
     GpuSeconds,
-    NodeInventory,
     NodeSpan,
     SpanMemo,
-    build_report,
-    classify_interruption,
     demand_of,
     gpu_seconds,
     idle_seconds,
     job_ettr,
     job_time,
+)
+from scheduler.reliability.interruptions import COMPONENTS, DETECTORS, classify_interruption
+from scheduler.reliability.report import (
+    FailureFact,
+    NodeInventory,
+    build_report,
     mtbf_rows,
     percentile,
     recovery_phases,
