@@ -258,6 +258,38 @@ def power_section(r: dict[str, Any]) -> str:
     )
 
 
+def dashboard_section(r: dict[str, Any]) -> str:
+    def ms(x: float | None) -> str:
+        return "-" if x is None else f"{x:,.0f} ms"
+
+    rows = ["| view | p50 | p95 | max | size |", "|---|---:|---:|---:|---:|"]
+    for v in r["rows"]:
+        label = f"**{v['label']}**" if v["headline"] else v["label"]
+        size = v["bytes"] / 2**20
+        rows.append(
+            f"| {label} (`{v['path']}`) | {ms(v['p50_ms'])} | {ms(v['p95_ms'])} | {ms(v['max_ms'])} "
+            f"| {size:.2f} MiB |"
+        )
+    g, s, sv = r["goals"], r["store"], r["server"]
+    n = s["rows"]
+
+    def met(v: bool | None) -> str:
+        return "not measured" if v is None else "met" if v else "not met"
+
+    return "\n".join(
+        [
+            *rows,
+            "",
+            f"Goals at p95: landing page ≤ {g['page_goal_ms']:g} ms {met(g['landing_met'])}, failure feed "
+            f"≤ {g['page_goal_ms']:g} ms {met(g['failures_met'])}, `/metrics` ≤ {g['scrape_goal_ms']:g} ms "
+            f"{met(g['metrics_met'])}. Store: {n['nodes']:,} nodes × 8 devices, {n['jobs']:,} jobs, "
+            f"{n['events']:,} events ({s['db_mib']:,.0f} MiB of SQLite); no agent connected (every node "
+            f"disconnected). Server up in {sv['ready_s']:.1f} s. {r['settings']['requests']} requests per "
+            f"view over one keep-alive connection. Command: `{r['command']}`, {r['finished_at'][:10]}.",
+        ]
+    )
+
+
 def _openb_reports() -> dict[str, Any]:
     order = ("default", "gpuspec33", "multigpu50", "gpushare40")
     found = {p.stem.removeprefix("openb_"): json.loads(p.read_text()) for p in RESULTS.glob("openb_*.json")}
@@ -273,6 +305,7 @@ SECTIONS: dict[str, Callable[[Any], str]] = {
     "ettr": ettr_section,
     "recovery": recovery_section,
     "power": power_section,
+    "dashboard": dashboard_section,
 }
 LOADERS: dict[str, Callable[[], Any]] = {
     "openb": _openb_reports,
