@@ -13,7 +13,7 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,15 @@ _PHASE = common_pb2.WorkloadPhase
 MASTER_PORT_BASE = 29500
 MASTER_PORT_RANGE = 1000
 LIVENESS_PERIOD_S = 0.25
+# Scheduling passes run on the loop that also takes agents' reports and serves the dashboard, and
+# at 10,000 nodes one pass costs about half a second (benchmarks/dashboard.py). A pass runs when
+# something changed (a kick), at most once per PASS_SPACING × its last cost so that changes
+# arriving all the time leave the loop time for the rest; with no change it still runs every
+# PASS_IDLE_PERIOD_S (or PASS_IDLE_FACTOR × its cost) for what only time changes: backoffs,
+# power headroom, reservations.
+PASS_SPACING = 2.0
+PASS_IDLE_PERIOD_S = 1.0
+PASS_IDLE_FACTOR = 20.0
 
 
 class NotFound(Exception):
@@ -114,6 +123,12 @@ class ControlPlane:
         self._liveness_checked_at = 0.0
         self._ticked_at = 0.0
         self._kick = asyncio.Event()
+        self._pass_wanted = True  # something changed since the last scheduling pass
+        self._pass_ran_at = 0.0  # monotonic
+        self._pass_cost_s = 0.0
+        # Terminal jobs seen to hold no devices: they never will again, so the per-pass walks
+        # over live work skip them (a long-lived store holds far more finished jobs than live).
+        self._settled: set[str] = set()
         self._loop_task: asyncio.Task[None] | None = None
         # Fault tolerance: health of every node and device, lemon nodes with their evidence,
         # the hot spare pool, and the checkpoints workers reported (newest last per job).
@@ -154,6 +169,7 @@ class ControlPlane:
                 await self._loop_task
 
     def kick(self) -> None:
+        self._pass_wanted = True
         self._kick.set()
 
     async def _scheduling_loop(self) -> None:
@@ -183,17 +199,13 @@ class ControlPlane:
 
     def check_liveness(self) -> None:
         """Close streams that went silent; move the gangs off nodes gone past their grace."""
-        busy = {
-            w.node_name
-            for job, attempt, w in self.workers.values()
-            if w.phase.holds_devices and not attempt.outcome and not job.state.terminal
-        }
+        holding = self.attempts_by_node()
         view = [
             NodeLiveness(
                 name=rt.record.name,
                 connected=rt.session is not None,
                 last_heard=rt.last_seen if rt.session is not None else rt.record.last_seen,
-                holds_work=rt.record.name in busy,
+                holds_work=rt.record.name in holding,
                 lost_declared=rt.record.name in self._lost_nodes,
             )
             for rt in self.nodes
@@ -207,7 +219,7 @@ class ControlPlane:
                 rt.session.close()  # the stream's end marks the node disconnected
             elif action.kind is LivenessKind.NODE_LOST:
                 self._lost_nodes.add(action.node)
-                self.ft.node_lost(action.node, action.reason, action.silent_s)
+                self.ft.node_lost(action.node, action.reason, action.silent_s, holding.get(action.node, []))
 
     def node_back(self, name: str) -> None:
         self._lost_nodes.discard(name)
@@ -304,7 +316,7 @@ class ControlPlane:
         self, held_back: frozenset[str] = frozenset(), nodes: Iterable[NodeRuntime] | None = None
     ) -> PassInputs:
         """A pass's snapshot: every node (or just `nodes`), less what unfinished work holds."""
-        live = {j.id: j for j in self.jobs.values() if not j.state.terminal or _holds_devices(j)}
+        live = {j.id: j for j in self.live_jobs()}
         for gone in self._specs.keys() - live.keys():
             del self._specs[gone]
         specs = {job_id: self.spec_of(job) for job_id, job in live.items()}
@@ -340,6 +352,13 @@ class ControlPlane:
         self.ft.place_recovering()
         if not any(j.state is JobState.PENDING for j in self.jobs.values()):
             return 0
+        since = time.monotonic() - self._pass_ran_at
+        if self._pass_wanted:
+            if since < PASS_SPACING * self._pass_cost_s:
+                return 0
+        elif since < max(PASS_IDLE_PERIOD_S, PASS_IDLE_FACTOR * self._pass_cost_s):
+            return 0
+        self._pass_wanted = False
         started = time.perf_counter()
         inputs = self.inputs(held_back)
         result = schedule_pass(
@@ -364,7 +383,11 @@ class ControlPlane:
             if job.state is JobState.PENDING and job.reason != reason:
                 job.reason = reason
                 self.store.update_job(job)
-        self.stats.scheduling_pass(time.perf_counter() - started, len(result.placed))
+        self._pass_cost_s = time.perf_counter() - started
+        self._pass_ran_at = time.monotonic()
+        if result.placed or result.preemptions:
+            self._pass_wanted = True  # what it changed may let more in
+        self.stats.scheduling_pass(self._pass_cost_s, len(result.placed))
         return len(result.placed)
 
     def _preempt(self, p: Preemption) -> None:
@@ -583,13 +606,50 @@ class ControlPlane:
     def workers_on(self, node_name: str) -> list[WorkerRecord]:
         return [w for _, _, w in self.workers.values() if w.node_name == node_name]
 
+    def live_jobs(self) -> Iterator[JobRecord]:
+        """Unfinished jobs, and finished ones whose workers still hold devices (stopping)."""
+        for job in self.jobs.values():
+            if not job.state.terminal:
+                yield job
+            elif job.id not in self._settled:
+                if _holds_devices(job):
+                    yield job
+                else:
+                    self._settled.add(job.id)
+
     def active_workers_by_node(self) -> dict[str, list[WorkerRecord]]:
         """Workers holding devices, per node: one pass, for listings of many nodes."""
         by_node: dict[str, list[WorkerRecord]] = {}
-        for _, _, w in self.workers.values():
-            if w.phase.holds_devices:
-                by_node.setdefault(w.node_name, []).append(w)
+        for job in self.live_jobs():
+            for attempt in job.attempts:
+                for w in attempt.workers:
+                    if w.phase.holds_devices:
+                        by_node.setdefault(w.node_name, []).append(w)
         return by_node
+
+    def attempts_on(self, node: str, index: int | None) -> list[tuple[JobRecord, AttemptRecord]]:
+        """Undecided attempts with a worker holding the device (or, index None, anything on the node)."""
+        found: dict[str, tuple[JobRecord, AttemptRecord]] = {}
+        for job, attempt, w in self._undecided_workers():
+            if w.node_name == node and (index is None or index in w.device_indices):
+                found[job.id] = (job, attempt)
+        return list(found.values())
+
+    def attempts_by_node(self) -> dict[str, list[tuple[JobRecord, AttemptRecord]]]:
+        """`attempts_on(node, None)` for every node at once: one walk, for checks of many nodes."""
+        by_node: dict[str, dict[str, tuple[JobRecord, AttemptRecord]]] = {}
+        for job, attempt, w in self._undecided_workers():
+            by_node.setdefault(w.node_name, {})[job.id] = (job, attempt)
+        return {node: list(attempts.values()) for node, attempts in by_node.items()}
+
+    def _undecided_workers(self) -> Iterator[tuple[JobRecord, AttemptRecord, WorkerRecord]]:
+        for job in self.jobs.values():
+            attempt = job.current_attempt
+            if job.state.terminal or attempt is None or attempt.outcome:
+                continue
+            for w in attempt.workers:
+                if w.phase.holds_devices:
+                    yield job, attempt, w
 
 
 def _holds_devices(job: JobRecord) -> bool:

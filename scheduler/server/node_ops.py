@@ -5,7 +5,6 @@ from __future__ import annotations
 from corral.v1 import agent_pb2
 
 from scheduler.server.controlplane import ControlPlane, FailedPrecondition, NotFound
-from scheduler.server.faults.health import attempts_on
 from scheduler.server.nodes import NodeRuntime
 
 
@@ -39,7 +38,7 @@ def drain(cp: ControlPlane, name: str, reason: str) -> NodeRuntime:
     cp.record_event("node", f"node {name} draining: {why}", node_name=name)
     if rt.session is not None:
         rt.session.send(drain=agent_pb2.Drain(reason=why))
-    for job, attempt in attempts_on(cp, name, None):
+    for job, attempt in cp.attempts_on(name, None):
         cp.ft.move(job, attempt, f"node {name} is draining ({why})")
     return rt
 

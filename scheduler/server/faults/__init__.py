@@ -18,7 +18,7 @@ from corral.v1 import agent_pb2, common_pb2
 from scheduler.model import AttemptRecord, CheckpointRecord, JobRecord, WorkerRecord
 from scheduler.server.faults.checkpoints import RUNNING_STATES, CheckpointTracker
 from scheduler.server.faults.config import FaultToleranceConfig
-from scheduler.server.faults.health import HealthTracker, attempts_on, describe_health_event
+from scheduler.server.faults.health import HealthTracker, describe_health_event
 from scheduler.server.faults.recovery import RecoveryTracker
 from scheduler.server.nodes import NodeRuntime
 
@@ -52,7 +52,7 @@ class FaultTolerance:
         outcome = self.health.observe(rt, event)
         if outcome is None:
             return
-        for job, attempt in attempts_on(self.cp, outcome.node, outcome.index):
+        for job, attempt in self.cp.attempts_on(outcome.node, outcome.index):
             if outcome.fails_gangs:
                 self.recovery.fail_attempt(
                     job,
@@ -75,8 +75,10 @@ class FaultTolerance:
     def worker_failed(self, job: JobRecord, attempt: AttemptRecord, first: WorkerRecord, reason: str) -> None:
         self.recovery.worker_failed(job, attempt, first, reason)
 
-    def node_lost(self, node: str, why: str, silent_s: float) -> None:
-        self.recovery.node_lost(node, why, silent_s)
+    def node_lost(
+        self, node: str, why: str, silent_s: float, attempts: list[tuple[JobRecord, AttemptRecord]]
+    ) -> None:
+        self.recovery.node_lost(node, why, silent_s, attempts)
 
     def on_running(self, job: JobRecord, attempt: AttemptRecord) -> None:
         self.recovery.on_running(job, attempt)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from corral.v1 import common_pb2
 
-from scheduler.model import AttemptRecord, JobRecord
+from scheduler.model import AttemptRecord
 from scheduler.reliability.health_state import Health, HealthRecord, HistoryEntry
 from scheduler.reliability.signals import Blame, Signal, classify, from_health_event
 from scheduler.server.nodes import NodeRuntime
@@ -65,21 +65,6 @@ def cause_of(event: common_pb2.HealthEvent) -> str:
     if event.kind in (common_pb2.HEALTH_EVENT_KIND_XID, common_pb2.HEALTH_EVENT_KIND_DEVICE_LOST):
         return f"xid:{event.code}" if event.code else kind
     return f"{kind}:{event.code}" if event.code else kind
-
-
-def attempts_on(cp: ControlPlane, node: str, index: int | None) -> list[tuple[JobRecord, AttemptRecord]]:
-    """Undecided attempts with a worker holding the device (or, index None, anything on the node)."""
-    out = []
-    for job in cp.jobs.values():
-        attempt = job.current_attempt
-        if job.state.terminal or attempt is None or attempt.outcome:
-            continue
-        if any(
-            w.node_name == node and w.phase.holds_devices and (index is None or index in w.device_indices)
-            for w in attempt.workers
-        ):
-            out.append((job, attempt))
-    return out
 
 
 class HealthTracker:

@@ -37,7 +37,7 @@ from scheduler.reliability.signals import (
 from scheduler.reliability.spares import SpareCandidate, choose_spares, rank_spares
 from scheduler.server.faults.checkpoints import CheckpointTracker
 from scheduler.server.faults.config import FaultToleranceConfig
-from scheduler.server.faults.health import HealthTracker, attempts_on
+from scheduler.server.faults.health import HealthTracker
 
 if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane
@@ -140,11 +140,13 @@ class RecoveryTracker:
             hardware_healthy=self.health.gang_healthy(attempt),
         )
 
-    def node_lost(self, node: str, why: str, silent_s: float) -> None:
-        """A node gone past its grace: every gang with a worker there failed on hardware, at
-        the moment it was last heard from."""
+    def node_lost(
+        self, node: str, why: str, silent_s: float, attempts: list[tuple[JobRecord, AttemptRecord]]
+    ) -> None:
+        """A node gone past its grace: every gang with a worker there (`attempts`, from
+        ControlPlane.attempts_by_node) failed on hardware, at the moment it was last heard from."""
         signal = classify(Observation(Kind.HEARTBEAT_LOST, message=why))
-        for job, attempt in attempts_on(self.cp, node, None):
+        for job, attempt in attempts:
             self.fail_attempt(
                 job,
                 attempt,
