@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 DEFAULT_RACK = "default"
 RACK = "rack"
@@ -55,13 +55,19 @@ class Rack:
 class PowerDomains:
     racks: Mapping[str, Rack]
     zones: Mapping[str, Zone]
+    # node -> the rack listing it: asked for every node on every controller tick.
+    _listed: dict[str, str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_listed", {n: r.name for r in self.racks.values() for n in r.nodes})
+
+    def listed_rack(self, node: str) -> str | None:
+        """The rack the topology file places `node` in; None if it lists it nowhere."""
+        return self._listed.get(node)
 
     def rack_of(self, node: str) -> str:
         """The rack listing `node`, else the default rack (which may have no budget)."""
-        for rack in self.racks.values():
-            if node in rack.nodes:
-                return rack.name
-        return DEFAULT_RACK
+        return self._listed.get(node, DEFAULT_RACK)
 
     def zone_of(self, rack: str) -> str | None:
         """The zone `rack` sits in; None for a rack the topology does not know."""

@@ -185,9 +185,9 @@ def assign(domains: PowerDomains, node_name: str, labels: Mapping[str, str]) -> 
     """The rack `node_name` is in: the file's placement, else its `rack` label, else the
     default rack. A label naming no known rack counts as no label (see `label_problem`), so a
     typo in one agent's flags cannot keep the node out of every budget."""
-    for rack in domains.racks.values():
-        if node_name in rack.nodes:
-            return rack.name
+    listed = domains.listed_rack(node_name)
+    if listed is not None:
+        return listed
     label = labels.get(RACK_LABEL, "").strip()
     if label and label in domains.racks:
         return label
@@ -200,7 +200,7 @@ def label_problem(domains: PowerDomains, node_name: str, labels: Mapping[str, st
     label = labels.get(RACK_LABEL, "").strip()
     if not label:
         return None
-    placed = next((r.name for r in domains.racks.values() if node_name in r.nodes), None)
+    placed = domains.listed_rack(node_name)
     if placed is not None:
         if placed == label:
             return None
