@@ -5,7 +5,7 @@ event loop, so it reads `cp` without locks; it must stay fast (10,000 nodes × 8
 well under a second; benchmarks/dashboard.py measures it): plain loops over memory, one
 store query (the new rows of the `failures` table), and the text written by exposition.py.
 
-Labels are bounded: node names (one series per node and state), queue names, device
+Labels are bounded: node names (one series per node, on its current state), queue names, device
 vendor/model, and the fixed classes of classes.py and reliability/{interruptions,gpu_time,report}.py. Per-job
 series exist only for running jobs. Per-device series come from each agent's own exporter
 (agents/metrics.py), except devices whose health is not HEALTHY: few, and the control
@@ -18,7 +18,7 @@ import importlib.metadata
 import weakref
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -27,7 +27,7 @@ from prometheus_client.registry import Collector
 
 from scheduler.jobstate import JobState
 from scheduler.metrics.classes import NODE_STATES, node_state, pending_reason
-from scheduler.metrics.exposition import Family, as_metrics, encode, number
+from scheduler.metrics.exposition import Family, as_metrics, encode
 from scheduler.metrics.interruptions import InterruptionCounters
 from scheduler.metrics.runtime import ControlPlaneStats
 from scheduler.model import NodeRecord
@@ -36,6 +36,7 @@ from scheduler.reliability.health_state import Health
 
 if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane
+    from scheduler.server.nodes import NodeRuntime
 
 _HEALTH_LABEL = {h: h.value.lower() for h in Health}
 _RUNNING = (JobState.RUNNING, JobState.CHECKPOINTING)
@@ -51,7 +52,19 @@ class _NodeText:
     info_line: str
     models: tuple[tuple[tuple[str, str], int], ...]  # devices per (vendor, model)
     state: str = ""
-    state_lines: str = ""
+    state_line: str = ""
+
+
+@dataclass
+class _FleetText:
+    """The per-node blocks of the last scrape, reused while nothing they show has changed:
+    which nodes there are and their records (info, device counts), and their states."""
+
+    nodes: int = -1  # how many there were; a node that registers (again) makes new text
+    info: str = ""
+    models: Counter[tuple[str, str]] = field(default_factory=Counter)  # devices per (vendor, model)
+    states: tuple[str, ...] = ()
+    state_block: str = ""
 
 
 def _version() -> str:
@@ -70,6 +83,8 @@ class ControlPlaneCollector(Collector):
         self.version = _version()
         self.counters = InterruptionCounters(started_at=cp.started_at)
         self._texts: dict[str, _NodeText] = {}
+        self._fleet = _FleetText()
+        self._device_lines: dict[tuple[str, int, str], str] = {}
 
     def collect(self) -> Iterator[Metric]:
         yield from as_metrics(self.families())
@@ -77,7 +92,7 @@ class ControlPlaneCollector(Collector):
     def families(self) -> list[Family | Metric]:
         cp = self.cp
         now = cp.clock()
-        out: list[Family | Metric] = [*self._build(), *self._nodes(now), *self._devices()]
+        out: list[Family | Metric] = [*self._build(), *self._nodes(now)]
         out += [*self._jobs(now), *self._queues(), *self._reliability(now), *self._power(now)]
         stats = getattr(cp, "stats", None)
         if isinstance(stats, ControlPlaneStats):
@@ -98,15 +113,19 @@ class ControlPlaneCollector(Collector):
     # --- nodes ----------------------------------------------------------------------------
 
     def _nodes(self, now: float) -> list[Family]:
+        """Every per-node family and the device counts, in one pass over the nodes: at
+        10,000 nodes each pass costs more in reaching the nodes' objects than in the work."""
         cp = self.cp
         grace = cp.liveness.grace_s
-        health = cp.health.nodes
+        book = cp.health
+        marked = {node for node, _ in book.devices}
+        marked.update(book.nodes)
         states = Family(
             "corral_node_state",
             "gauge",
-            "The node's state, one series per state, 1 on the current one: lost (silent past the "
-            "grace period), disconnected, quarantined (lemon), unhealthy, draining, cordoned, "
-            "suspect, ready.",
+            "The node's state: one series per node, on its current state (value 1): lost (silent "
+            "past the grace period), disconnected, quarantined (lemon), unhealthy, draining, "
+            "cordoned, suspect, ready.",
             ("node", "state"),
         )
         ages = Family(
@@ -123,11 +142,20 @@ class ControlPlaneCollector(Collector):
         )
         counts: Counter[str] = Counter()
         connected = 0
+        remade = len(cp.nodes) != self._fleet.nodes  # nodes left
+        node_states: list[str] = []
+        state_lines: list[str] = []
+        age_lines: list[str] = []
+        checked: list[NodeRuntime] = []
         for rt in cp.nodes:
             r = rt.record
-            text = self._text_of(r, states, ages, info)
-            age = max(0.0, now - (rt.last_seen or r.last_seen))
-            record = health.get(r.name)
+            text = self._texts.get(r.name)
+            if text is None or text.record is not r:
+                text = self._text_of(r, ages, info)
+                remade = True
+            age = now - (rt.last_seen or r.last_seen)
+            age = age if age > 0.0 else 0.0
+            record = book.nodes.get(r.name)
             state = node_state(
                 connected=rt.session is not None,
                 lost=rt.session is None and age > grace,
@@ -137,17 +165,33 @@ class ControlPlaneCollector(Collector):
             )
             if state != text.state:
                 text.state = state
-                text.state_lines = "".join(
-                    states.line([r.name, s], 1 if s == state else 0) for s in NODE_STATES
-                )
+                text.state_line = states.line([r.name, state], 1)
             counts[state] += 1
             connected += rt.session is not None
-            states.add_text(text.state_lines)
-            ages.add_text(f"{text.age_prefix}{number(age)}\n")
-            info.add_text(text.info_line)
-        if len(self._texts) > 2 * len(cp.nodes):  # nodes were forgotten: drop their text
-            live = {rt.record.name for rt in cp.nodes}
-            self._texts = {name: t for name, t in self._texts.items() if name in live}
+            node_states.append(state)
+            state_lines.append(text.state_line)
+            # Milliseconds are plenty for a heartbeat, and keep the text short.
+            age_lines.append(f"{text.age_prefix}{age:.3f}\n")
+            if r.name in marked:
+                checked.append(rt)
+        fleet = self._fleet
+        if remade:
+            fleet.nodes = len(cp.nodes)
+            fleet.info = "".join(self._texts[rt.record.name].info_line for rt in cp.nodes)
+            fleet.models = Counter()
+            for rt in cp.nodes:
+                for kind, n in self._texts[rt.record.name].models:
+                    fleet.models[kind] += n
+            fleet.states = ()
+            if len(self._texts) > 2 * len(cp.nodes):  # nodes were forgotten: drop their text
+                live = {rt.record.name for rt in cp.nodes}
+                self._texts = {name: t for name, t in self._texts.items() if name in live}
+        if tuple(node_states) != fleet.states:
+            fleet.states = tuple(node_states)
+            fleet.state_block = "".join(state_lines)
+        states.add_text(fleet.state_block)
+        ages.add_text("".join(age_lines))
+        info.add_text(fleet.info)
         by_state = Family("corral_nodes", "gauge", "Nodes by state (see corral_node_state).", ("state",))
         for s in NODE_STATES:
             by_state.add([s], counts[s])
@@ -161,31 +205,32 @@ class ControlPlaneCollector(Collector):
         lemons.add([], len(cp.lemons))
         spares = Family("corral_hot_spares", "gauge", "Idle nodes held back as hot spares.")
         spares.add([], len(cp.spares))
-        return [states, ages, info, by_state, streams, lemons, spares]
+        return [states, ages, info, by_state, streams, lemons, spares, *self._devices(checked)]
 
-    def _text_of(self, r: NodeRecord, states: Family, ages: Family, info: Family) -> _NodeText:
+    def _text_of(self, r: NodeRecord, ages: Family, info: Family) -> _NodeText:
         """The node's series text kept between scrapes; remade when the agent registers again
         (a new record: labels, backend, version or devices may have changed)."""
-        text = self._texts.get(r.name)
-        if text is None or text.record is not r:
-            simulated = "true" if r.simulated else "false"
-            text = self._texts[r.name] = _NodeText(
-                record=r,
-                age_prefix=ages.prefix([r.name]),
-                info_line=info.line(
-                    [r.name, r.labels.get("rack", ""), r.backend, r.agent_version, simulated], 1
-                ),
-                models=tuple(Counter((d.vendor, d.model) for d in r.devices).items()),
-            )
+        simulated = "true" if r.simulated else "false"
+        text = self._texts[r.name] = _NodeText(
+            record=r,
+            age_prefix=ages.prefix([r.name]),
+            info_line=info.line([r.name, r.labels.get("rack", ""), r.backend, r.agent_version, simulated], 1),
+            models=tuple(Counter((d.vendor, d.model) for d in r.devices).items()),
+        )
         return text
 
     # --- devices --------------------------------------------------------------------------
 
-    def _devices(self) -> list[Family]:
+    def _devices(self, checked: list[NodeRuntime]) -> list[Family]:
+        """Device counts by model and health, and a series per device that is not healthy.
+        Only `checked` nodes (those the HealthBook has a record for, of the node or one of its
+        devices) are walked device by device: every other device is healthy, counted from
+        the fleet's totals per model."""
         book = self.cp.health
         marked_devices = book.devices
-        marked = {node for node, _ in marked_devices}
         per_model: Counter[tuple[str, str, str]] = Counter()
+        for (vendor, model), n in self._fleet.models.items():
+            per_model[(vendor, model, "healthy")] += n
         unhealthy = Family(
             "corral_device_health",
             "gauge",
@@ -193,17 +238,15 @@ class ControlPlaneCollector(Collector):
             "quarantined. A node's state applies to its devices. Healthy devices have no series.",
             ("node", "device", "vendor", "model", "state"),
         )
-        for rt in self.cp.nodes:
+        # Series text of the devices that were not healthy at the last scrape, by (node,
+        # device, state): most still are. Only this scrape's are kept for the next.
+        kept = self._device_lines
+        lines: dict[tuple[str, int, str], str] = {}
+        for rt in sorted(checked, key=lambda rt: rt.record.name):
             r = rt.record
             name = r.name
             node_record = book.nodes.get(name)
             node_bad = node_record is not None and node_record.state is not Health.HEALTHY
-            if not node_bad and name not in marked:
-                text = self._texts.get(name)
-                models = text.models if text is not None and text.record is r else ()
-                for (vendor, model), n in models or Counter((d.vendor, d.model) for d in r.devices).items():
-                    per_model[(vendor, model, "healthy")] += n
-                continue
             for d in r.devices:
                 if node_bad:
                     state = book.device_health(name, d.index)
@@ -211,9 +254,16 @@ class ControlPlaneCollector(Collector):
                     own = marked_devices.get((name, d.index))
                     state = own.state if own is not None else Health.HEALTHY
                 label = _HEALTH_LABEL[state]
-                per_model[(d.vendor, d.model, label)] += 1
                 if label != "healthy":
-                    unhealthy.add([name, str(d.index), d.vendor, d.model, label], 1)
+                    per_model[(d.vendor, d.model, "healthy")] -= 1
+                    per_model[(d.vendor, d.model, label)] += 1
+                    key = (name, d.index, label)
+                    line = kept.get(key)
+                    if line is None:
+                        line = unhealthy.line([name, str(d.index), d.vendor, d.model, label], 1)
+                    lines[key] = line
+                    unhealthy.add_text(line)
+        self._device_lines = lines
         devices = Family(
             "corral_devices",
             "gauge",
@@ -283,11 +333,11 @@ class ControlPlaneCollector(Collector):
     def _queues(self) -> list[Family]:
         cp = self.cp
         used: dict[tuple[str, str, str], float] = {}
-        share: dict[str, float] = {}
         # Unfinished jobs' live attempts, not cp.workers: that holds every worker ever placed.
         for job in cp.jobs.values():
             if job.state.terminal:
                 continue
+            fraction = 0.0
             for attempt in job.attempts:
                 if attempt.outcome:
                     continue
@@ -295,14 +345,12 @@ class ControlPlaneCollector(Collector):
                     rt = cp.nodes.get(w.node_name) if w.phase.holds_devices else None
                     if rt is None:
                         continue
-                    fraction = share.get(job.id)
-                    if fraction is None:
-                        fraction = share[job.id] = demand_of(job.spec).share
-                    for index in w.device_indices:
-                        d = rt.devices_by_index.get(index)
-                        if d is not None:
-                            key = (job.queue, d.vendor, d.model)
-                            used[key] = used.get(key, 0.0) + fraction
+                    if not fraction:
+                        fraction = demand_of(job.spec).share
+                    # A worker's devices are one node's: count them by that node's models.
+                    for (vendor, model), held in self._held_by_model(rt, w.device_indices):
+                        key = (job.queue, vendor, model)
+                        used[key] = used.get(key, 0.0) + fraction * held
         family = Family(
             "corral_queue_devices",
             "gauge",
@@ -326,6 +374,20 @@ class ControlPlaneCollector(Collector):
             for quota in spec.quotas:
                 family.add([name, quota.vendor, quota.model or "", "quota"], quota.nominal)
         return [family, weights]
+
+    def _held_by_model(self, rt: NodeRuntime, indices: list[int]) -> list[tuple[tuple[str, str], int]]:
+        """How many of `indices` the node has, per (vendor, model): one model per node is the
+        rule, counted without reading each device."""
+        text = self._texts.get(rt.record.name)
+        by_index = rt.devices_by_index
+        if text is not None and text.record is rt.record and len(text.models) == 1:
+            return [(text.models[0][0], sum(1 for i in indices if i in by_index))]
+        held: Counter[tuple[str, str]] = Counter()
+        for index in indices:
+            d = by_index.get(index)
+            if d is not None:
+                held[(d.vendor, d.model)] += 1
+        return list(held.items())
 
     # --- reliability ----------------------------------------------------------------------
 

@@ -3,7 +3,9 @@ scheduler/reliability/{interruptions,gpu_time,report}.py.
 
 Reads the ControlPlane's in-memory jobs, checkpoints and node registry, and (for reports only)
 the store's `failures` table through its index on `at`; every figure is computed by those
-modules. `fleet_gpu_seconds` is cheap enough for every metrics scrape: memory only.
+modules. `fleet_gpu_seconds` reads memory only, and is reused for GPU_SECONDS_REUSE_S: it
+walks every job's attempts and every node (about 60 ms at 10,000 nodes and 3,000 jobs),
+and Prometheus scrapes it from every replica of itself.
 """
 
 from __future__ import annotations
@@ -30,9 +32,14 @@ if TYPE_CHECKING:
     from scheduler.server.controlplane import ControlPlane
     from scheduler.server.nodes import NodeRuntime
 
-# Per control plane: the GpuSeconds last published (the counter never goes back), each job's
-# parsed Demand (a spec never changes after submit) and finished jobs' figures.
-_published: weakref.WeakKeyDictionary[ControlPlane, GpuSeconds] = weakref.WeakKeyDictionary()
+# A published GpuSeconds is handed out again for this long (control-plane clock seconds).
+# Reusing it keeps the counter monotone: what is published only ever grows (see below).
+GPU_SECONDS_REUSE_S = 5.0
+
+# Per control plane: the GpuSeconds last published, with the time it was figured for (the
+# counter never goes back), each job's parsed Demand (a spec never changes after submit) and
+# finished jobs' figures.
+_published: weakref.WeakKeyDictionary[ControlPlane, tuple[float, GpuSeconds]] = weakref.WeakKeyDictionary()
 _demands: weakref.WeakKeyDictionary[ControlPlane, dict[str, Demand]] = weakref.WeakKeyDictionary()
 _memos: weakref.WeakKeyDictionary[ControlPlane, SpanMemo] = weakref.WeakKeyDictionary()
 
@@ -48,23 +55,27 @@ def fleet_gpu_seconds(cp: ControlPlane, now: float) -> GpuSeconds:
 
     Each state is the larger of what was last published and what the history says now: a node
     that disconnects ends its capacity at its last heartbeat, in the past, which would otherwise
-    take back idle seconds already published and read to Prometheus as a counter reset."""
+    take back idle seconds already published and read to Prometheus as a counter reset.
+    Within GPU_SECONDS_REUSE_S after it was figured, the last published value is returned."""
+    last = _published.get(cp)
+    if last is not None and 0.0 <= now - last[0] < GPU_SECONDS_REUSE_S:
+        return last[1]
     memo = _memos.get(cp)
     if memo is None:
         memo = _memos[cp] = SpanMemo()
     current = gpu_seconds(
         cp.jobs.values(), checkpoint_lookup(cp), node_spans(cp), now, 0.0, _demand_cache(cp), memo
     )
-    last = _published.get(cp)
     if last is not None:
+        before = last[1]
         current = GpuSeconds(
-            productive_s=max(current.productive_s, last.productive_s),
-            recompute_lost_s=max(current.recompute_lost_s, last.recompute_lost_s),
-            restart_lost_s=max(current.restart_lost_s, last.restart_lost_s),
-            queued_s=max(current.queued_s, last.queued_s),
-            idle_s=max(current.idle_s, last.idle_s),
+            productive_s=max(current.productive_s, before.productive_s),
+            recompute_lost_s=max(current.recompute_lost_s, before.recompute_lost_s),
+            restart_lost_s=max(current.restart_lost_s, before.restart_lost_s),
+            queued_s=max(current.queued_s, before.queued_s),
+            idle_s=max(current.idle_s, before.idle_s),
         )
-    _published[cp] = current
+    _published[cp] = (now, current)
     return current
 
 

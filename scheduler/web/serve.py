@@ -52,7 +52,10 @@ def url_for(host: str, port: int) -> str:
 
 def bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # asyncio sets TCP_NODELAY on accepted sockets only when their proto is IPPROTO_TCP (they
+    # inherit it from this one; the default 0 does not count): without it, Nagle plus the
+    # client's delayed ACK hold every response after the first on a keep-alive connection ~40 ms.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))

@@ -7,7 +7,7 @@ and users, and must never become markup.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -132,20 +132,21 @@ def format_gpu_hours(hours: object) -> str:
     return f"{h:,.1f}" if abs(h) < 1000 else f"{h:,.0f}"
 
 
-def cell_strip(nodes: Iterable[Any]) -> Markup:
-    """The fleet grid's one-square-per-node strip, built here rather than in a template loop:
-    at 10,000 nodes the loop was most of the landing page's render time. Healthy nodes are
-    bare squares (no link, no title): the rack's node list is one click away."""
-    parts = []
-    for n in nodes:
-        if n.worst == "healthy":
-            parts.append('<i class="cell h-healthy"></i>')
-        else:
-            parts.append(
-                f'<a class="cell {health_class(n.worst)}" href="/nodes/{escape(n.name)}" '
-                f'title="{escape(n.summary)}"></a>'
-            )
-    return Markup("".join(parts))
+def device_cells(node: Any, linked: bool) -> Markup:
+    """A grid node's device squares, built here rather than in a template loop. On a small
+    fleet (`linked`) every square links to the node with the device's health as hover text;
+    on a big one the squares are bare (the node's name beside them links to it, its hover
+    text counts the devices that are not healthy), which keeps the landing page small."""
+    if not linked:
+        return Markup("".join(f'<i class="cell {health_class(word)}"></i>' for word in node.devices))
+    name = escape(node.name)
+    return Markup(
+        "".join(
+            f'<a class="cell {health_class(word)}" href="/nodes/{name}" title="{name} device {index}: '
+            f'{escape(word)}"></a>'
+            for index, word in enumerate(node.devices)
+        )
+    )
 
 
 def _environment() -> jinja2.Environment:
@@ -165,7 +166,7 @@ def _environment() -> jinja2.Environment:
         num=format_number,
         gpuh=format_gpu_hours,
     )
-    env.globals.update(nav=NAV, htmx_file=HTMX_FILE, dash=DASH, cell_strip=cell_strip)
+    env.globals.update(nav=NAV, htmx_file=HTMX_FILE, dash=DASH, device_cells=device_cells)
     return env
 
 

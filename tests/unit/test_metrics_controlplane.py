@@ -197,9 +197,11 @@ def test_node_state_set_heartbeat_and_counts(cp: ControlPlane, clock: Clock) -> 
     cp.lemons["n3"] = None  # type: ignore[assignment]
     s = scrape(cp)
     expected = {"n0": "ready", "n1": "cordoned", "n2": "disconnected", "n3": "quarantined"}
-    for node, current in expected.items():
-        for state in NODE_STATES:
-            assert value(s, "corral_node_state", node=node, state=state) == (1 if state == current else 0)
+    # One series per node, on its current state: no zero series for the other states.
+    assert {(labels["node"], labels["state"], v) for labels, v in s["corral_node_state"]} == {
+        (node, state, 1) for node, state in expected.items()
+    }
+    assert set(expected.values()) <= set(NODE_STATES)
     assert value(s, "corral_agent_heartbeat_age_seconds", node="n0") == pytest.approx(0.5)
     assert value(s, "corral_agent_heartbeat_age_seconds", node="n2") == pytest.approx(20.0)
     assert value(s, "corral_node_info", node="n0", rack="r1", backend="simulated", simulated="true") == 1
@@ -209,7 +211,17 @@ def test_node_state_set_heartbeat_and_counts(cp: ControlPlane, clock: Clock) -> 
     clock.now += 15.0  # n2 now silent past the grace period; the cached text follows
     s = scrape(cp)
     assert value(s, "corral_node_state", node="n2", state="lost") == 1
-    assert value(s, "corral_node_state", node="n2", state="disconnected") == 0
+    assert [labels["state"] for labels, _ in s["corral_node_state"] if labels["node"] == "n2"] == ["lost"]
+    assert value(s, "corral_nodes", state="lost") == 1 and value(s, "corral_nodes", state="disconnected") == 0
+    # A node that registers again (new labels) and one that leaves: the kept text follows.
+    add_node(cp, "n0", rack="r9")
+    del cp.nodes._nodes["n1"]
+    s = scrape(cp)
+    assert value(s, "corral_node_info", node="n0", rack="r9") == 1
+    assert {labels["node"] for labels, _ in s["corral_node_info"]} == {"n0", "n2", "n3"}
+    assert {labels["node"] for labels, _ in s["corral_node_state"]} == {"n0", "n2", "n3"}
+    assert value(s, "corral_devices", vendor="nvidia", model=H100, health="healthy") == 16
+    assert value(s, "corral_devices", vendor="nvidia", model=H100, health="quarantined") == 8
 
 
 def test_only_unhealthy_devices_have_series_and_counts_cover_all(cp: ControlPlane) -> None:

@@ -65,6 +65,26 @@ async def test_serves_on_the_running_loop_and_stops(cp: ControlPlane) -> None:
     assert await start_http(cp, "off", operator_token=None) is None
 
 
+async def test_accepted_connections_send_without_delay(cp: ControlPlane) -> None:
+    """Responses go out at once (TCP_NODELAY on the server's side of each connection): with
+    Nagle's algorithm on, a response after the first on a keep-alive connection waited for
+    the client's delayed ACK, about 40 ms."""
+    http = await start_http(cp, "127.0.0.1:0", operator_token=None)
+    assert http is not None
+    try:
+        host, port = http.url.removeprefix("http://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        writer.write(f"GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n".encode())
+        await writer.drain()
+        assert b"200" in await reader.readline()
+        (conn,) = http._server.server_state.connections
+        sock = conn.transport.get_extra_info("socket")  # type: ignore[attr-defined]
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+        writer.close()
+    finally:
+        await http.stop()
+
+
 async def test_a_busy_port_is_a_clear_error(cp: ControlPlane) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

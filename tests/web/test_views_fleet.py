@@ -13,7 +13,7 @@ from corral.v1 import agent_pb2, common_pb2
 
 from scheduler.jobstate import JobState
 from scheduler.model import AttemptRecord, CheckpointRecord, JobRecord, WorkerPhase, WorkerRecord
-from scheduler.reliability.health_state import Health
+from scheduler.reliability.health_state import Health, HealthRecord
 from scheduler.reliability.lemon import FailureRecord, LemonVerdict
 from scheduler.reliability.signals import Blame, Kind, Observation, classify
 from scheduler.server.controlplane import ControlPlane
@@ -66,6 +66,13 @@ def add_node(
     if not connected:
         cp.nodes.disconnect(name, session, NOW - HOUR)
     return rt
+
+
+def set_device_health(cp: ControlPlane, node: str, index: int, state: str) -> None:
+    """What faults/health.py does when a device's health changes: the HealthBook's record,
+    mirrored into the registry."""
+    cp.health.devices[(node, index)] = HealthRecord(state=Health[state])
+    cp.nodes.set_device_health(node, index, state)
 
 
 def health_event(
@@ -181,7 +188,7 @@ def test_fleet_counts_grid_and_errors(cp: ControlPlane) -> None:
     add_node(cp, "b1", rack="r2")
     add_node(cp, "loose")
     add_node(cp, "gone", rack="r2", connected=False)
-    cp.nodes.set_device_health("a1", 3, "SUSPECT")
+    set_device_health(cp, "a1", 3, "SUSPECT")
     cp.nodes.set_marks("a2", cordoned=True, draining=False, reason="maint")
     cp.ft.health.quarantine("b1", "lemon node: 3 failures", "", cause="lemon")
     health_event(cp, "a1", 3, "xid:79", NOW - 60)
@@ -209,25 +216,65 @@ def test_fleet_counts_grid_and_errors(cp: ControlPlane) -> None:
     assert [(m.model, m.nodes, m.devices) for m in view.models] == [(H100, 5, 40)]
     racks = {r.name: r for r in view.racks}
     assert list(racks) == ["r1", "r2", "unassigned"]  # unlabelled nodes last
-    a1 = next(n for n in racks["r1"].nodes if n.name == "a1")
+    a1 = next(n for n in racks["r1"].drawn if n.name == "a1")
     assert a1.worst == "suspect" and a1.devices[3] == "suspect" and a1.devices.count("healthy") == 7
-    assert {n.name: n.worst for n in racks["r2"].nodes} == {"b1": "quarantined", "gone": "lost"}
-    assert view.expanded  # 40 devices: every device drawn
+    assert {n.name: n.worst for n in racks["r2"].drawn} == {"b1": "quarantined", "gone": "lost"}
+    assert view.expanded  # 40 devices: every node drawn with every device
+    assert [len(r.drawn) for r in view.racks] == [2, 2, 1]
+    assert (racks["r2"].worst, racks["r2"].counts) == ("quarantined", [("quarantined", 1), ("lost", 1)])
+    assert view.attention == 4 and view.drawn == 5  # all but "loose" need attention; all drawn
     errors = {e.code: (e.last_hour, e.last_day) for e in view.errors.rows}
     assert errors == {"xid:79": (1, 2), "heartbeat": (1, 1), "exit:3": (1, 1)}
     assert next(e for e in view.errors.rows if e.code == "xid:79").meaning == "GPU has fallen off the bus"
 
 
-def test_big_fleet_draws_healthy_nodes_as_one_cell(cp: ControlPlane, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_big_fleet_collapses_healthy_racks_and_draws_the_worst_nodes(
+    cp: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(fleet_q, "EXPAND_ALL_DEVICES_MAX", 16)
+    monkeypatch.setattr(fleet_q, "MAX_DRAWN_NODES", 3)
     for i in range(4):
-        add_node(cp, f"n{i}", rack="r1")
-    cp.nodes.set_device_health("n2", 5, "UNHEALTHY")
+        add_node(cp, f"ok{i}", rack="r1")
+        add_node(cp, f"mix{i}", rack="r2")
+    add_node(cp, "gone", rack="r3", connected=False)
+    set_device_health(cp, "mix2", 5, "UNHEALTHY")
+    set_device_health(cp, "mix3", 1, "SUSPECT")
+    set_device_health(cp, "mix3", 2, "SUSPECT")
+    set_device_health(cp, "mix0", 0, "SUSPECT")
+    cp.nodes.set_marks("mix1", cordoned=True, draining=False, reason="maint")
+
     view = fleet_view(cp, NOW)
+
     assert not view.expanded
-    cells = {n.name: (n.worst, len(n.devices)) for n in view.racks[0].nodes}
-    assert cells == {"n0": ("healthy", 0), "n1": ("healthy", 0), "n2": ("unhealthy", 8), "n3": ("healthy", 0)}
-    assert view.racks[0].bad_nodes == 1
+    racks = {r.name: r for r in view.racks}
+    # A rack of healthy, ready nodes is one summary: counted, none drawn.
+    assert (racks["r1"].worst, racks["r1"].counts, racks["r1"].drawn) == ("healthy", [("healthy", 4)], [])
+    assert racks["r2"].counts == [("unhealthy", 1), ("suspect", 2), ("cordoned", 1)]
+    # Five nodes need attention; the three most pressing are drawn, with their devices: the
+    # unhealthy one, the lost one, then the suspect node with more suspect devices.
+    assert view.attention == 5 and view.drawn == 3
+    drawn = {n.name: (n.worst, n.devices.count("healthy")) for r in view.racks for n in r.drawn}
+    assert drawn == {"mix2": ("unhealthy", 7), "gone": ("lost", 8), "mix3": ("suspect", 6)}
+    assert racks["r2"].not_drawn == 2 and racks["r3"].not_drawn == 0
+    assert [r.name for r in view.racks_drawn] == ["r2", "r3"]
+
+
+async def test_big_fleet_page_is_racks_and_attention_nodes(
+    cp: ControlPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(fleet_q, "EXPAND_ALL_DEVICES_MAX", 16)
+    for i in range(3):
+        add_node(cp, f"ok{i}", rack="r1")
+    add_node(cp, "bad", rack="r2")
+    add_node(cp, "fine", rack="r2")
+    set_device_health(cp, "bad", 4, "UNHEALTHY")
+    status, _, body = await asgi(create_app(cp, operator_token=None), "GET", "/fleet/body")
+    assert status == 200
+    text = text_of(body)
+    assert "r1 3 ok" in text and "r2 1 unhealthy 1 ok" in text  # one cell per rack, counts in words
+    assert "Nodes needing attention: 1" in text and "1 healthy node not drawn" in text
+    assert 'href="/nodes/bad"' in body and 'href="/nodes/ok0"' not in body  # healthy: not drawn
+    assert body.count('class="cell h-unhealthy"') == 1 and body.count('class="cell h-healthy"') == 7
 
 
 # --- failure feed --------------------------------------------------------------------------------
@@ -269,7 +316,10 @@ def test_failure_feed_rows_newest_first_with_outcomes(cp: ControlPlane) -> None:
 
 def test_failure_feed_filters_and_pages(cp: ControlPlane) -> None:
     seed_failures(cp)
-    only = lambda **kw: [r.job_id for r in failure_page(cp, FailureFilter(**kw), NOW).rows]  # noqa: E731
+
+    def only(**kw: str) -> list[str]:
+        return [r.job_id for r in failure_page(cp, FailureFilter(**kw), NOW).rows]
+
     assert only(cause="xid:79") == ["j-a"]
     assert only(cause="exit:1") == ["j-c", "j-b"]  # a code matches as well as a substring
     assert only(blame="job") == ["j-b"]
@@ -289,7 +339,7 @@ def test_node_list_filters_and_pages(cp: ControlPlane) -> None:
     for i in range(5):
         add_node(cp, f"gpu-{i}", rack="r1" if i < 3 else "r2")
     cp.nodes.set_marks("gpu-1", cordoned=True, draining=True, reason="drain")
-    cp.nodes.set_device_health("gpu-4", 0, "UNHEALTHY")
+    set_device_health(cp, "gpu-4", 0, "UNHEALTHY")
     listing = node_list(cp, NodeFilter(), 1, NOW, page_size=2)
     assert [r.name for r in listing.rows] == ["gpu-0", "gpu-1"] and listing.pages == 3
     assert listing.by_state == {"ready": 4, "draining": 1}

@@ -33,7 +33,12 @@ from scheduler.web.queries.queues import (
     queues_page,
     reason_category,
 )
-from scheduler.web.queries.reliability import parse_window, reliability_page
+from scheduler.web.queries.reliability import (
+    cached_reliability_page,
+    keep_for,
+    parse_window,
+    reliability_page,
+)
 
 NOW = 1_800_000_000.0
 HOUR = 3600.0
@@ -591,6 +596,27 @@ def test_reliability_page_splits_gpu_time_and_counts_interruptions(cp: ControlPl
     assert all(level in ("healthy", "suspect", "unhealthy") for _, level in r.jobs)
     # A window that ends before the failure sees none of it.
     assert reliability_page(cp, "1d", now=NOW - 7 * HOUR).report.interruptions == 0
+
+
+def test_reliability_page_is_kept_for_what_it_cost_to_build(tmp_path: Path) -> None:
+    assert keep_for(0.002) == pytest.approx(0.04)  # a small cluster's: rebuilt at once
+    assert keep_for(0.5) == 10.0 and keep_for(4.0) == 30.0  # a big store's: at most 30 s
+    clock = [NOW]
+    cp = ControlPlane(Store.open(tmp_path / "db"), tmp_path, clock=lambda: clock[0])
+    try:
+        seed_reliability(cp)
+        first = cached_reliability_page(cp, "1d")
+        assert first.page.report.interruptions == 1 and first.keep_s == keep_for(first.build_s)
+        assert cached_reliability_page(cp, "1d") is first  # same instant: kept
+        cp.store.insert_failure(
+            {"job_id": "big", "attempt": 2, "at": NOW, "blame": "job", "cause": "exit:1",
+             "hardware": [], "hardware_healthy": True, "nodes": ["n1"], "signals": []}
+        )  # fmt: skip
+        # Once the time it is kept for has passed, the new failure shows.
+        clock[0] = NOW + first.keep_s + 0.01
+        assert cached_reliability_page(cp, "1d").page.report.interruptions == 2
+    finally:
+        cp.store.close()
 
 
 # --- the pages, through the app --------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from scheduler.jobstate import JobState
 from scheduler.web.queries.codes import classify_cause
-from scheduler.web.queries.nodes import UNASSIGNED_RACK
+from scheduler.web.queries.inventory import UNASSIGNED_RACK
 
 if TYPE_CHECKING:
     from scheduler.model import AttemptRecord, JobRecord

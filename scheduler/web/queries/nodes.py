@@ -16,6 +16,7 @@ from sqlalchemy import select
 from scheduler.reliability.health_state import Health
 from scheduler.store import schema
 from scheduler.web.queries.codes import classify_cause
+from scheduler.web.queries.inventory import inventory
 
 if TYPE_CHECKING:
     from scheduler.model import WorkerRecord
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
     from scheduler.server.nodes import NodeRuntime
 
 PAGE_SIZE = 100
-UNASSIGNED_RACK = "unassigned"
 NODE_EVENTS_LIMIT = 60
 FAILURE_SCAN_LIMIT = 5_000
 FAILURES_SHOWN = 30
@@ -35,7 +35,7 @@ _RANK = {"healthy": 0, "suspect": 1, "unhealthy": 2, "quarantined": 3}
 
 
 def rack_of(rt: NodeRuntime) -> str:
-    return rt.record.labels.get("rack") or UNASSIGNED_RACK
+    return inventory(rt.record).rack
 
 
 def node_state(cp: ControlPlane, rt: NodeRuntime, now: float) -> str:
@@ -81,7 +81,10 @@ def worst(words: Iterable[str]) -> str:
 def node_health(cp: ControlPlane, rt: NodeRuntime) -> str:
     record = cp.health.nodes.get(rt.record.name)
     own = record.state.value.lower() if record is not None else "healthy"
-    return worst([own, *device_health_words(cp, rt)])
+    words = device_health_words(cp, rt)
+    if own == "healthy" and words.count("healthy") == len(words):  # most nodes: no ranking
+        return "healthy"
+    return worst([own, *words])
 
 
 def held_by_node(cp: ControlPlane) -> dict[str, list[WorkerRecord]]:
@@ -163,7 +166,7 @@ def node_list(
     active = held_by_node(cp)
     racks: set[str] = set()
     by_state: Counter[str] = Counter()
-    matched: list[tuple[NodeRuntime, str, str]] = []
+    matched: list[tuple[NodeRuntime, str]] = []
     needle = flt.text.strip().lower()
     for rt in cp.nodes:
         rack = rack_of(rt)
@@ -174,15 +177,16 @@ def node_list(
             continue
         if (flt.state and state != flt.state) or (flt.rack and rack != flt.rack):
             continue
-        health = node_health(cp, rt)
-        if flt.health and health != flt.health:
+        # Health reads every device: only for a health filter, else for the page's rows.
+        if flt.health and node_health(cp, rt) != flt.health:
             continue
-        matched.append((rt, state, health))
+        matched.append((rt, state))
     matched.sort(key=lambda m: m[0].record.name)
     pages = max(1, -(-len(matched) // page_size))
     page = min(max(1, page), pages)
     rows = []
-    for rt, state, health in matched[(page - 1) * page_size : page * page_size]:
+    for rt, state in matched[(page - 1) * page_size : page * page_size]:
+        health = node_health(cp, rt)
         words = device_health_words(cp, rt)
         name = rt.record.name
         rows.append(

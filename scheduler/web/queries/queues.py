@@ -25,6 +25,7 @@ from scheduler.queueing import PendingJob, RunningJob, queue_usage
 from scheduler.queueing.quota import demand_milli
 from scheduler.queueing.usage import QueueUsage
 from scheduler.server.controlplane import ControlPlane
+from scheduler.web.queries.inventory import inventory
 
 PAGE_SIZE = 50
 # Placements younger than this feed the "recent placements" wait percentiles.
@@ -202,6 +203,8 @@ def usage_inputs(
         allocations: list[Allocation] = []
         pool: Pool | None = None
         for attempt in job.attempts:
+            if attempt.ended_at is not None:  # over: none of its workers holds a device
+                continue
             for w in attempt.workers:
                 rt = cp.nodes.get(w.node_name) if w.phase.holds_devices else None
                 if rt is None:
@@ -227,7 +230,7 @@ def usage_inputs(
     offered: set[Pool] = set()
     for rt in cp.nodes:
         if rt.schedulable:
-            offered.update((d.vendor, d.model) for d in rt.record.devices)
+            offered.update(kind for kind, _ in inventory(rt.record).kinds)
     stand_ins = ClusterState(
         NodeState(f"pool-{i}", [DeviceState(0, pool)]) for i, pool in enumerate(sorted(offered))
     )

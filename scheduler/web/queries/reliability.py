@@ -5,13 +5,17 @@ component and device model, and recovery phase times.
 The figures are `scheduler.server.reliability.build_report`'s (the same ones `corral report`
 and GetReliabilityReport give); this module only shapes them for the page. The report walks
 every job the control plane holds (about a second at 28,000 jobs, measured with 10,000 nodes),
-on the control plane's own loop, so the page keeps each window's answer for REPORT_MAX_AGE_S
-rather than recomputing it for every refresh of every open dashboard: figures over days do
-not change meaningfully in seconds.
+on the control plane's own loop, so the page keeps each window's answer rather than
+recomputing it for every refresh of every open dashboard: for REUSE_FACTOR times what it
+took to build, at most REPORT_MAX_AGE_S. A big store's report (figures over days, which do
+not change meaningfully in seconds) is kept for up to half a minute; a small cluster's,
+built in milliseconds, is rebuilt on nearly every refresh, so the view keeps up with the
+failure feed.
 """
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,6 +30,9 @@ DAY_S = 86400.0
 WINDOWS: Mapping[str, float] = {"1d": DAY_S, "7d": 7 * DAY_S, "30d": 30 * DAY_S, "all": 0.0}
 DEFAULT_WINDOW = "7d"
 REPORT_MAX_AGE_S = 30.0
+# A report is kept for this many times its build time (wall clock), so rebuilding it takes
+# at most 1/REUSE_FACTOR of the loop however often the page is polled.
+REUSE_FACTOR = 20.0
 # ETTR at or above GOOD is healthy, below FAIR unhealthy (ByteRobust reports 97% on a
 # 9,600-GPU job; the shipped alert fires under 0.9 over a day).
 ETTR_GOOD = 0.9
@@ -142,17 +149,33 @@ def reliability_page(
     )
 
 
+@dataclass(frozen=True)
+class KeptPage:
+    page: ReliabilityPage
+    build_s: float  # wall seconds it took to build
+    keep_s: float  # how long it is handed out again, from its `report.until`
+
+
 # Per control plane: window -> the page last computed for it.
-_computed: weakref.WeakKeyDictionary[ControlPlane, dict[str, ReliabilityPage]] = weakref.WeakKeyDictionary()
+_computed: weakref.WeakKeyDictionary[ControlPlane, dict[str, KeptPage]] = weakref.WeakKeyDictionary()
+
+
+def keep_for(build_s: float, max_age_s: float = REPORT_MAX_AGE_S) -> float:
+    """How long a page that took `build_s` (wall seconds) to build is handed out again."""
+    return min(max_age_s, REUSE_FACTOR * max(0.0, build_s))
 
 
 def cached_reliability_page(
     cp: ControlPlane, window: str = DEFAULT_WINDOW, max_age_s: float = REPORT_MAX_AGE_S
-) -> ReliabilityPage:
-    """`reliability_page` as of at most `max_age_s` ago (by the control plane's clock)."""
+) -> KeptPage:
+    """`reliability_page` as of a little while ago (by the control plane's clock): at most
+    REUSE_FACTOR times what it took to build, and at most `max_age_s`."""
     now = cp.clock()
     pages = _computed.setdefault(cp, {})
-    page = pages.get(window)
-    if page is None or not 0.0 <= now - page.report.until < max_age_s:
-        page = pages[window] = reliability_page(cp, window, now)
-    return page
+    kept = pages.get(window)
+    if kept is None or not 0.0 <= now - kept.page.report.until < kept.keep_s:
+        began = time.perf_counter()
+        page = reliability_page(cp, window, now)
+        build_s = time.perf_counter() - began
+        kept = pages[window] = KeptPage(page, build_s, keep_for(build_s, max_age_s))
+    return kept

@@ -8,7 +8,6 @@ from starlette.responses import Response
 
 from scheduler.web.queries.reliability import (
     DEFAULT_WINDOW,
-    REPORT_MAX_AGE_S,
     WINDOWS,
     cached_reliability_page,
     parse_window,
@@ -30,11 +29,12 @@ def _render(request: Request, template: str, window: str) -> Response:
             "window": DEFAULT_WINDOW,
         }
         return render(request, "reliability_error.html", refusal, status_code=400)
+    kept = cached_reliability_page(cp, name)
     context: dict[str, object] = {
         "title": "Reliability",
-        "r": cached_reliability_page(cp, name),
+        "r": kept.page,
+        "kept": kept,
         "now": cp.clock(),
-        "max_age_s": REPORT_MAX_AGE_S,
     }
     return render(request, template, context)
 
