@@ -16,7 +16,18 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    Executable,
+    create_engine,
+    delete,
+    event,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import make_url
 
 from scheduler.jobstate import JobState
@@ -32,6 +43,15 @@ from scheduler.model import (
 from scheduler.store import schema
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _dicts(conn: Connection, query: Executable) -> Iterator[dict[str, Any]]:
+    """Rows as plain dicts; zipping the keys is several times cheaper than `Row._mapping` at
+    the hundreds of thousands of rows a control plane loads at start."""
+    result = conn.execute(query)
+    keys = list(result.keys())
+    for row in result:
+        yield dict(zip(keys, row, strict=True))
 
 
 def sqlite_url(data_dir: Path) -> str:
@@ -119,15 +139,13 @@ class Store:
     def load_nodes(self) -> list[NodeRecord]:
         with self.engine.connect() as conn:
             devs: dict[str, list[DeviceRecord]] = {}
-            for r in conn.execute(
-                select(schema.devices).order_by(schema.devices.c.node_name, schema.devices.c.idx)
-            ):
-                m = dict(r._mapping)
+            by_node = select(schema.devices).order_by(schema.devices.c.node_name, schema.devices.c.idx)
+            for m in _dicts(conn, by_node):
                 m["index"] = m.pop("idx")
                 devs.setdefault(m["node_name"], []).append(DeviceRecord(**m))
             return [
-                NodeRecord(**dict(r._mapping), devices=devs.get(r.name, []))
-                for r in conn.execute(select(schema.nodes).order_by(schema.nodes.c.name))
+                NodeRecord(**m, devices=devs.get(m["name"], []))
+                for m in _dicts(conn, select(schema.nodes).order_by(schema.nodes.c.name))
             ]
 
     # --- jobs --------------------------------------------------------------------------
@@ -166,19 +184,16 @@ class Store:
     def load_jobs(self) -> list[JobRecord]:
         with self.engine.connect() as conn:
             workers: dict[tuple[str, int], list[WorkerRecord]] = {}
-            for r in conn.execute(select(schema.placements).order_by(schema.placements.c.rank)):
-                m = dict(r._mapping)
+            for m in _dicts(conn, select(schema.placements).order_by(schema.placements.c.rank)):
                 m["phase"] = WorkerPhase(m["phase"])
                 workers.setdefault((m["job_id"], m["attempt"]), []).append(WorkerRecord(**m))
             attempts: dict[str, list[AttemptRecord]] = {}
-            for r in conn.execute(select(schema.attempts).order_by(schema.attempts.c.number)):
-                m = dict(r._mapping)
+            for m in _dicts(conn, select(schema.attempts).order_by(schema.attempts.c.number)):
                 attempts.setdefault(m["job_id"], []).append(
                     AttemptRecord(**m, workers=workers.get((m["job_id"], m["number"]), []))
                 )
             jobs = []
-            for r in conn.execute(select(schema.jobs).order_by(schema.jobs.c.created_at)):
-                m = dict(r._mapping)
+            for m in _dicts(conn, select(schema.jobs).order_by(schema.jobs.c.created_at)):
                 m.pop("current_attempt")
                 m["state"] = JobState(m["state"])
                 jobs.append(JobRecord(**m, attempts=attempts.get(m["id"], [])))
@@ -235,13 +250,18 @@ class Store:
 
     def load_checkpoints(self, per_job: int = 50) -> dict[str, list[CheckpointRecord]]:
         """The newest `per_job` checkpoints of every job, oldest first."""
+        cp = schema.checkpoints
+        # Ranked in SQL (SQLite and PostgreSQL both have window functions): a long-lived store
+        # holds far more checkpoints than the control plane keeps.
+        newest = func.row_number().over(partition_by=cp.c.job_id, order_by=cp.c.id.desc()).label("newest")
+        ranked = select(cp, newest).subquery()
+        query = select(*(ranked.c[c.name] for c in cp.columns)).where(ranked.c.newest <= per_job)
         out: dict[str, list[CheckpointRecord]] = {}
         with self.engine.connect() as conn:
-            for r in conn.execute(select(schema.checkpoints).order_by(schema.checkpoints.c.id)):
-                m = dict(r._mapping)
+            for m in _dicts(conn, query.order_by(ranked.c.id)):
                 del m["id"]
                 out.setdefault(m["job_id"], []).append(CheckpointRecord(**m))
-        return {job: rows[-per_job:] for job, rows in out.items()}
+        return out
 
     def save_health(self, node_name: str, index: int, state: str, record: dict[str, Any]) -> None:
         """Write one node's (index -1) or device's health record, replacing the old one."""

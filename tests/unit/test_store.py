@@ -121,3 +121,16 @@ def test_power_profiles_and_fault_tolerance_records_survive_reopening(tmp_path: 
     ]
     [checkpoint] = again.load_checkpoints()["j-1"]
     assert (checkpoint.step, checkpoint.complete, checkpoint.trigger) == (60, True, "periodic")
+
+
+def test_load_checkpoints_keeps_each_jobs_newest_oldest_first(tmp_path: Path) -> None:
+    from scheduler.model import CheckpointRecord
+
+    store = Store.open(tmp_path)
+    for job_id, count in (("j-a", 7), ("j-b", 2)):
+        store.insert_job(JobRecord(job_id, "train", {}, JobState.RUNNING, 0.0, 0.0))
+        for step in range(count):
+            store.insert_checkpoint(CheckpointRecord(job_id, 1, 0, step, f"/c/{step}", float(step)))
+    loaded = store.load_checkpoints(per_job=3)
+    assert [c.step for c in loaded["j-a"]] == [4, 5, 6]
+    assert [c.step for c in loaded["j-b"]] == [0, 1]
