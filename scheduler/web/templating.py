@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import jinja2
 from fastapi import Request
@@ -58,6 +59,25 @@ _HEALTH_CLASSES = {
     "cancelled": "h-lost",
     "cordoned": "h-cordoned",
 }
+
+
+def page_number(text: str) -> int:
+    """A `page` query parameter: a positive integer, else the first page."""
+    return int(text) if text.isdigit() and int(text) > 0 else 1
+
+
+def page_links(path: str, params: Mapping[str, str], page: int, pages: int) -> dict[str, str]:
+    """A paginated list's links, keeping its filters: `query` (this page), `older`, `newer`
+    ("" where there is none)."""
+
+    def href(n: int) -> str:
+        return f"{path}?{urlencode({**params, 'page': n})}"
+
+    return {
+        "query": urlencode({**params, "page": page}),
+        "older": href(page + 1) if page < pages else "",
+        "newer": href(page - 1) if page > 1 else "",
+    }
 
 
 def health_class(word: object) -> str:

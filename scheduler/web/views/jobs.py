@@ -4,13 +4,11 @@ checkpoints, lost GPU-hours, blame, logs). The detail page polls `/jobs/{id}/liv
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from fastapi import APIRouter, Request
 from starlette.responses import Response
 
 from scheduler.web.queries.jobs import JOB_STATES, JobFilterError, job_detail, job_list, log_tails
-from scheduler.web.templating import render
+from scheduler.web.templating import page_links, page_number, render
 
 router = APIRouter()
 
@@ -18,8 +16,7 @@ router = APIRouter()
 def _list_context(request: Request) -> tuple[dict[str, object], int]:
     q = request.query_params
     state = q.get("state", "").strip().upper()
-    page_text = q.get("page", "")
-    page = int(page_text) if page_text.isdigit() and int(page_text) > 0 else 1
+    page = page_number(q.get("page", ""))
     error = ""
     try:
         listing = job_list(request.app.state.cp, state, page)
@@ -27,18 +24,12 @@ def _list_context(request: Request) -> tuple[dict[str, object], int]:
         error, state = str(exc), ""
         listing = job_list(request.app.state.cp, "", page)
     params = {"state": state} if state else {}
-
-    def href(n: int) -> str:
-        return f"/jobs?{urlencode({**params, 'page': n})}"
-
     return {
         "listing": listing,
         "state": state,
         "states": JOB_STATES,
         "error": error,
-        "query": urlencode({**params, "page": listing.page}),
-        "older": href(listing.page + 1) if listing.page < listing.pages else "",
-        "newer": href(listing.page - 1) if listing.page > 1 else "",
+        **page_links("/jobs", params, listing.page, listing.pages),
     }, 400 if error else 200
 
 

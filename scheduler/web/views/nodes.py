@@ -5,7 +5,6 @@ detail page polls `/nodes/{name}/status` and `/nodes/{name}/live`."""
 from __future__ import annotations
 
 import time
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from starlette.responses import Response
@@ -18,13 +17,9 @@ from scheduler.web.queries.nodes import (
     node_list,
     node_status,
 )
-from scheduler.web.templating import render
+from scheduler.web.templating import page_links, page_number, render
 
 router = APIRouter()
-
-
-def _page_number(text: str) -> int:
-    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def _list_context(request: Request) -> tuple[dict[str, object], int]:
@@ -38,15 +33,12 @@ def _list_context(request: Request) -> tuple[dict[str, object], int]:
     problems = flt.problems()
     if problems:
         flt = NodeFilter()
-    listing = node_list(request.app.state.cp, flt, _page_number(q.get("page", "")), time.time())
+    listing = node_list(request.app.state.cp, flt, page_number(q.get("page", "")), time.time())
     params = {
         k: v
         for k, v in {"q": flt.text, "state": flt.state, "health": flt.health, "rack": flt.rack}.items()
         if v
     }
-
-    def href(page: int) -> str:
-        return f"/nodes?{urlencode({**params, 'page': page})}"
 
     return {
         "flt": flt,
@@ -54,9 +46,7 @@ def _list_context(request: Request) -> tuple[dict[str, object], int]:
         "error": "; ".join(problems),
         "states": NODE_STATES,
         "healths": HEALTH_WORDS,
-        "query": urlencode({**params, "page": listing.page}),
-        "older": href(listing.page + 1) if listing.page < listing.pages else "",
-        "newer": href(listing.page - 1) if listing.page > 1 else "",
+        **page_links("/nodes", params, listing.page, listing.pages),
     }, 400 if problems else 200
 
 
