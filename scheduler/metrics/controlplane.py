@@ -415,13 +415,7 @@ class ControlPlaneCollector(Collector):
         cp = self.cp
         if cp.power is None:
             return []
-        from scheduler.power.status import power_status
-        from scheduler.server.power_runtime import node_views
-
-        runtime = cp.power
-        report = power_status(
-            runtime.domains, node_views(cp), runtime.caps, runtime.over_since, now, runtime.effective_w
-        )
+        _, report = cp.power.recent_report(cp, now)
         labels = ("kind", "domain")
         budget = Family(
             "corral_power_budget_watts",

@@ -36,6 +36,11 @@ DISABLED_NOTE = (
 )
 
 
+# The controller makes a report every period (0.5 s); one at most this old is current enough
+# for a reader.
+REPORT_FRESH_S = 2.0
+
+
 class PowerRuntime:
     def __init__(self, domains: PowerDomains) -> None:
         self.domains = domains
@@ -45,8 +50,7 @@ class PowerRuntime:
         self.effective_w: dict[str, float] = {}
         # zone → inlet temperature as last reported (SetZoneInlet); a zone not here: unknown
         self.inlet_c: dict[str, float] = {}
-        # (when, report): the latest `report`, which the controller makes every period, so
-        # readers (the dashboard) need not walk every node's telemetry again.
+        # (when, report): the latest `report`, which the controller makes every period.
         self.last_report: tuple[float, PowerReport] | None = None
 
     # -- written by the controller -------------------------------------------------------
@@ -115,6 +119,15 @@ class PowerRuntime:
         self.over_since = update_over_since(report, self.over_since, now)
         self.last_report = (now, report)
         return report
+
+    def recent_report(self, cp: ControlPlane, now: float) -> tuple[float, PowerReport]:
+        """(when, report): the controller's latest if at most REPORT_FRESH_S old, so readers
+        polling it (the dashboard, /metrics) need not walk every node's telemetry again; else
+        a new one."""
+        last = self.last_report
+        if last is not None and 0.0 <= now - last[0] <= REPORT_FRESH_S:
+            return last
+        return now, self.report(node_views(cp), now)
 
     def status(self, cp: ControlPlane) -> cluster_pb2.PowerStatus:
         report = self.report(node_views(cp), cp.clock())

@@ -20,14 +20,11 @@ from scheduler.power.domains import ZONE
 from scheduler.power.status import CAPPED_TOLERANCE_W, CapStatus, DomainStatus
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.nodes import NodeRuntime
-from scheduler.server.power_runtime import DISABLED_NOTE, node_views
+from scheduler.server.power_runtime import DISABLED_NOTE
 
 HOTTEST_SHOWN = 10
 CAPS_SHOWN = 100
 RACKS_PER_PAGE = 40
-# The controller refreshes PowerRuntime.last_report every period (0.5 s); one at most this old
-# is shown as it is rather than walking every node's telemetry again.
-REPORT_FRESH_S = 2.0
 # Within this share of its effective budget a domain counts as near it (as `corral power`).
 NEAR_FRACTION = 0.05
 
@@ -247,12 +244,7 @@ def power_page(cp: ControlPlane, *, rack_page: int = 1) -> PowerPage:
             reported_at=now,
             thermal=heat,
         )
-    last = power.last_report
-    if last is not None and 0.0 <= now - last[0] <= REPORT_FRESH_S:
-        reported_at, report = last
-    else:
-        # The same report `corral power` gets (it advances the over-budget clocks the same way).
-        reported_at, report = now, power.report(node_views(cp), now)
+    reported_at, report = power.recent_report(cp, now)
     domains = [_with_inlet(d, power.inlet_c) for d in report.domains]
     racks = sorted((d for d in domains if d.kind != ZONE), key=constrained_first)
     pages = max(1, math.ceil(len(racks) / RACKS_PER_PAGE))
