@@ -153,7 +153,7 @@ class ControlPlaneCollector(Collector):
             if text is None or text.record is not r:
                 text = self._text_of(r, ages, info)
                 remade = True
-            age = now - (rt.last_seen or r.last_seen)
+            age = now - rt.last_heard
             age = age if age > 0.0 else 0.0
             record = book.nodes.get(r.name)
             state = node_state(

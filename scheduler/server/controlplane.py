@@ -204,7 +204,7 @@ class ControlPlane:
             NodeLiveness(
                 name=rt.record.name,
                 connected=rt.session is not None,
-                last_heard=rt.last_seen if rt.session is not None else rt.record.last_seen,
+                last_heard=rt.last_heard,
                 holds_work=rt.record.name in holding,
                 lost_declared=rt.record.name in self._lost_nodes,
             )

@@ -29,6 +29,11 @@ class NodeRuntime:
         return self.session is not None
 
     @property
+    def last_heard(self) -> float:
+        """Its last message while connected; when its stream ended, once not."""
+        return self.last_seen if self.session is not None else self.record.last_seen
+
+    @property
     def schedulable(self) -> bool:
         return self.connected and not self.leaving and not self.record.cordoned and not self.record.draining
 

@@ -42,8 +42,8 @@ def node_state(cp: ControlPlane, rt: NodeRuntime, now: float) -> str:
     """One word for where a node stands, the most pressing first: lost (gone past its grace
     period) or disconnected, quarantined, draining, cordoned, ready."""
     if not rt.connected:
-        silent = now - (rt.record.last_seen or rt.last_seen)
-        return "lost" if silent >= cp.liveness.grace_s else "disconnected"
+        # The liveness check's rule: past the grace period its gangs were moved.
+        return "lost" if now - rt.last_heard > cp.liveness.grace_s else "disconnected"
     if quarantined(cp, rt.record.name):
         return "quarantined"
     if rt.record.draining:
