@@ -50,7 +50,7 @@ from scheduler.server.logstore import LogStore
 from scheduler.server.nodes import NodeRegistry, NodeRuntime
 from scheduler.server.power_loop import PowerLoop
 from scheduler.server.power_runtime import PowerRuntime
-from scheduler.server.scheduling import PassInputs, catalog_speed, pass_inputs, task_mix
+from scheduler.server.scheduling import PassInputs, catalog_speed, pass_inputs, task_mix, usage_inputs
 from scheduler.store import Store
 
 log = logging.getLogger("corral.server")
@@ -412,8 +412,8 @@ class ControlPlane:
                 )
 
     def queue_usage(self) -> list[QueueUsage]:
-        inputs = self.inputs()
-        return queue_usage(inputs.running, self.queues, inputs.cluster, inputs.pending)
+        running, cluster, pending = usage_inputs(self.nodes, self.live_jobs(), self.spec_of)
+        return queue_usage(running, self.queues, cluster, pending)
 
     def _free_master_port(self) -> int:
         used = {

@@ -16,7 +16,8 @@ from scheduler import __version__
 from scheduler.jobstate import JobState
 from scheduler.model import AttemptRecord, JobRecord, WorkerPhase, WorkerRecord
 from scheduler.power.domains import PowerDomains, Rack, Zone
-from scheduler.queueing import QueueSet
+from scheduler.queueing import QueueSet, queue_usage
+from scheduler.queueing.usage import QueueUsage
 from scheduler.reliability.signals import Kind, Observation, classify
 from scheduler.server.controlplane import ControlPlane
 from scheduler.server.faults.recovery import signal_to_dict
@@ -332,8 +333,8 @@ def test_queues_page_groups_waits_quota_and_preemptions(cp: ControlPlane) -> Non
     # First placements in the last day: "quick" after 300 s, "victim" after 60 s, "run-p" and
     # "run-r" at once; "old" was placed too long ago.
     assert q.placement_waits.count == 4 and q.placement_waits.max == 300.0
-    # quota against usage: the very answer `corral queues` gets from the full placement snapshot
-    assert q.queues == tuple(cp.queue_usage())
+    # quota against usage: `corral queues`' answer, and the one the full placement snapshot gives
+    assert q.queues == tuple(cp.queue_usage()) == tuple(snapshot_usage(cp))
     by_name = {u.name: u for u in q.queues}
     assert by_name["prod"].in_use == 8.0 and by_name["prod"].rows[0].nominal == 16
     assert by_name["research"].in_use == 8.0 and by_name["research"].pending_jobs == 2
@@ -343,6 +344,13 @@ def test_queues_page_groups_waits_quota_and_preemptions(cp: ControlPlane) -> Non
         ("victim", 1, "priority"),
     ]
     assert q.preemptions_recent == 2 and dict(q.preemptions_by_kind) == {"node drain": 1, "priority": 1}
+
+
+def snapshot_usage(cp: ControlPlane) -> list[QueueUsage]:
+    """Queue usage from the scheduling pass's own inputs: what `ControlPlane.queue_usage`'s
+    cheaper inputs must agree with."""
+    inputs = cp.inputs()
+    return queue_usage(inputs.running, cp.queues, inputs.cluster, inputs.pending)
 
 
 def test_usage_matches_the_full_snapshot_in_edge_cases(cp: ControlPlane) -> None:
@@ -372,7 +380,7 @@ def test_usage_matches_the_full_snapshot_in_edge_cases(cp: ControlPlane) -> None
         attempts=(attempt("gone", 1, NOW - HOUR, node="nowhere", phase=running),),
     )  # fmt: skip
     q = queues_page(cp)
-    assert q.queues == tuple(cp.queue_usage())
+    assert q.queues == tuple(cp.queue_usage()) == tuple(snapshot_usage(cp))
     by_name = {u.name: u for u in q.queues}
     assert by_name["research"].in_use == 0.25 and by_name["prod"].in_use == 2.0
     assert not by_name["retired"].known and by_name["retired"].pending_jobs == 1

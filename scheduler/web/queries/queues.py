@@ -2,12 +2,7 @@
 wait times, quota against usage per queue and pool, and recent preemptions.
 
 All of it comes from the control plane's memory; nothing here reads the store. Quota against
-usage is `corral queues`' figure from the same `queue_usage`, but fed differently: `corral
-queues` builds the full placement snapshot of every node (`ControlPlane.inputs`), which takes
-about a second at 10,000 busy nodes, blocking the control plane's loop for that long on every
-refresh of every open dashboard. `queue_usage` reads only each running gang's pool and share
-of devices and the set of pools schedulable nodes offer, so those are read here straight off
-the worker and node records (`usage_inputs`); a test holds the two answers equal.
+usage is `corral queues`' figure, `ControlPlane.queue_usage()`.
 """
 
 from __future__ import annotations
@@ -18,22 +13,17 @@ from dataclasses import dataclass
 
 from scheduler.jobstate import JobState
 from scheduler.model import JobRecord
-from scheduler.placement.cluster import Allocation, ClusterState, DeviceState, NodeState
 from scheduler.placement.from_spec import placement_request
-from scheduler.placement.request import WHOLE, PlacementRequest, Pool
-from scheduler.queueing import PendingJob, RunningJob, queue_usage
+from scheduler.placement.request import WHOLE, PlacementRequest
 from scheduler.queueing.quota import demand_milli
 from scheduler.queueing.usage import QueueUsage
 from scheduler.server.controlplane import ControlPlane
-from scheduler.web.queries.inventory import inventory
 
 PAGE_SIZE = 50
 # Placements younger than this feed the "recent placements" wait percentiles.
 RECENT_WINDOW_S = 24 * 3600.0
 PREEMPTIONS_SHOWN = 50
 PREEMPTED_PREFIX = "preempted: "
-# Jobs whose holdings count as a queue's usage: what the scheduling pass counts as running.
-HOLDING_STATES = frozenset({JobState.PLACED, JobState.RUNNING, JobState.CHECKPOINTING})
 
 # Why a gang waits, from the scheduling pass's one-line reason (scheduler/queueing/admission.py
 # and the fault-tolerance code write them). First match wins: a reason can carry several
@@ -187,68 +177,6 @@ def pending_rows(cp: ControlPlane, requests: Mapping[str, PlacementRequest], now
     return rows
 
 
-def usage_inputs(
-    cp: ControlPlane, requests: Mapping[str, PlacementRequest]
-) -> tuple[list[RunningJob], ClusterState, list[PendingJob]]:
-    """What `queue_usage` reads, as `ControlPlane.inputs` would give it, without a placement
-    snapshot of every node: each running gang's holdings from its workers (device indices
-    the node still has, at the gang's share per device), and a cluster of one stand-in node per
-    pool that schedulable nodes offer (`queue_usage` reads only `cluster.pools`)."""
-    running: list[RunningJob] = []
-    for job in cp.jobs.values():
-        if job.state not in HOLDING_STATES:
-            continue
-        # The share of each device a worker holds, as placement_request reads it off the spec.
-        milli = cp.spec_of(job).device_milli or WHOLE
-        allocations: list[Allocation] = []
-        pool: Pool | None = None
-        for attempt in job.attempts:
-            if attempt.ended_at is not None:  # over: none of its workers holds a device
-                continue
-            for w in attempt.workers:
-                rt = cp.nodes.get(w.node_name) if w.phase.holds_devices else None
-                if rt is None:
-                    continue
-                indices = tuple(i for i in w.device_indices if i in rt.devices_by_index)
-                if pool is None:
-                    first = rt.devices_by_index[indices[0]] if indices else None
-                    pool = (first.vendor, first.model) if first is not None else ("", "")
-                # queue_usage reads only the devices and the share; CPU and memory stay 0.
-                allocations.append(Allocation(0, indices, milli, 0, 0))
-        if allocations and pool is not None and job.current_attempt is not None:
-            running.append(
-                RunningJob(
-                    job_id=job.id,
-                    queue=job.queue,
-                    priority=job.priority,
-                    started_at=job.current_attempt.started_at,
-                    pool=pool,
-                    allocations=tuple(allocations),
-                    devices=sum(len(a.device_indices) * a.device_milli for a in allocations) // WHOLE,
-                )
-            )
-    offered: set[Pool] = set()
-    for rt in cp.nodes:
-        if rt.schedulable:
-            offered.update(kind for kind, _ in inventory(rt.record).kinds)
-    stand_ins = ClusterState(
-        NodeState(f"pool-{i}", [DeviceState(0, pool)]) for i, pool in enumerate(sorted(offered))
-    )
-    pending = [
-        PendingJob(
-            job_id, cp.jobs[job_id].queue, cp.jobs[job_id].priority, cp.jobs[job_id].created_at, request
-        )
-        for job_id, request in requests.items()
-    ]
-    return running, stand_ins, pending
-
-
-def usage(cp: ControlPlane, requests: Mapping[str, PlacementRequest]) -> list[QueueUsage]:
-    """Quota against usage per queue and pool: `ControlPlane.queue_usage()`'s answer."""
-    running, cluster, pending = usage_inputs(cp, requests)
-    return queue_usage(running, cp.queues, cluster, pending)
-
-
 def pending_groups(rows: Iterable[PendingRow]) -> list[PendingGroup]:
     """Rows grouped by (queue, category); `rows` must be longest wait first, so each group's
     first row is its longest-waiting one."""
@@ -317,7 +245,7 @@ def queues_page(cp: ControlPlane, *, page: int = 1, queue: str = "", now: float 
     return QueuesPage(
         now=now,
         policy=cp.policy_name,
-        queues=tuple(usage(cp, requests)),
+        queues=tuple(cp.queue_usage()),
         pending_total=len(rows),
         pending_devices=sum(r.devices for r in rows),
         groups=tuple(pending_groups(rows)),
