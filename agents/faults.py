@@ -21,18 +21,25 @@ FAULT_FORMS = (
     "ecc-sbe",
     "remap-pending",
     "remap-failed",
+    "vendor:<code>",
     "clear",
 )
-ACCEPTED = f"accepted forms: {', '.join(FAULT_FORMS)} (e.g. xid:79)"
+ACCEPTED = f"accepted forms: {', '.join(FAULT_FORMS)} (e.g. xid:79, vendor:80E01801)"
 _XID = re.compile(r"xid:(\d{1,5})")
+# A vendor's own error code as the vendor prints it: decimal (a Cambricon XID, an Iluvatar health
+# bit) or hex (Ascend's 80E01801); the device's vendor table says which (faults/<vendor>.yaml).
+_VENDOR = re.compile(r"vendor:(0x)?([0-9a-f]{1,16})")
 
 
 @dataclass(frozen=True)
 class Fault:
-    kind: str  # "xid" or one of the other forms
+    kind: str  # "xid", "vendor" or one of the other forms
     code: int = 0  # the XID number for "xid"
+    vendor_code: str = ""  # for "vendor": the code as written, read by the vendor's table
 
     def __str__(self) -> str:
+        if self.kind == "vendor":
+            return f"vendor:{self.vendor_code}"
         return f"xid:{self.code}" if self.kind == "xid" else self.kind
 
 
@@ -44,6 +51,11 @@ def parse_fault(text: str) -> Fault:
     match = _XID.fullmatch(fault)
     if match and int(match.group(1)) > 0:  # XID numbers start at 1
         return Fault("xid", int(match.group(1)))
+    vendor = _VENDOR.fullmatch(fault)
+    if vendor:
+        return Fault("vendor", vendor_code=vendor.group(2).upper())
+    if fault in ("vendor", "vendor:"):
+        raise ValueError(f"vendor needs the vendor's error code, e.g. vendor:80E01801; {ACCEPTED}")
     if fault in ("xid", "xid:"):
         raise ValueError(f"xid needs its code, e.g. xid:79; {ACCEPTED}")
     raise ValueError(f"unknown fault {text!r}; {ACCEPTED}")

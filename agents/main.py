@@ -43,6 +43,10 @@ class AgentConfig:
     server: str
     node_name: str | None = None
     simulate: Path | None = None
+    # "auto" (NVML, then any domestic vendor found here), "nvidia" or a vendor name; and for a
+    # domestic vendor, how to read it: "auto" (library, else tool), "library" or "cli".
+    backend: str = "auto"
+    backend_via: str = "auto"
     data_dir: Path = field(default_factory=default_data_dir)
     address: str = "127.0.0.1"
     labels: dict[str, str] = field(default_factory=dict)
@@ -167,7 +171,9 @@ class Agent:
 
 async def run_agent(config: AgentConfig, stop: asyncio.Event | None = None) -> None:
     """Run until `stop` is set (forever if None). NoDeviceBackend / ProfileError come first."""
-    backend = detect_backend(config.simulate, node_name=config.node_name)
+    backend = detect_backend(
+        config.simulate, node_name=config.node_name, backend=config.backend, via=config.backend_via
+    )
     try:
         await Agent(config, backend).run(stop or asyncio.Event())
     finally:
@@ -184,7 +190,9 @@ def main_sync(config: AgentConfig) -> None:
 async def _main(config: AgentConfig) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
-    backend = detect_backend(config.simulate, node_name=config.node_name)
+    backend = detect_backend(
+        config.simulate, node_name=config.node_name, backend=config.backend, via=config.backend_via
+    )
     agent = Agent(config, backend)
 
     def on_signal(signum: int) -> None:

@@ -20,14 +20,15 @@ GIB = 1024**3
 # (see ../shared/research/domestic_devices.md, cross-vendor summary).
 VISIBILITY_BY_VENDOR: Mapping[str, str] = {
     "nvidia": "CUDA_VISIBLE_DEVICES",
-    "huawei": "ASCEND_RT_VISIBLE_DEVICES",
+    "ascend": "ASCEND_RT_VISIBLE_DEVICES",
     "cambricon": "MLU_VISIBLE_DEVICES",
     "hygon": "HIP_VISIBLE_DEVICES",
-    "mthreads": "MUSA_VISIBLE_DEVICES",
+    "moorethreads": "MUSA_VISIBLE_DEVICES",
     "iluvatar": "CUDA_VISIBLE_DEVICES",
     "metax": "MACA_VISIBLE_DEVICES",
     "kunlunxin": "XPU_VISIBLE_DEVICES",
     "enflame": "TOPS_VISIBLE_DEVICES",
+    "amd": "HIP_VISIBLE_DEVICES",
 }
 
 
@@ -97,6 +98,10 @@ class DeviceSpec(_Strict):
     power: PowerModel
     thermal: ThermalModel
     interconnect: Interconnect
+    # A saved summary table of the vendor's tool (under agents/profiles/recorded/): the node then
+    # speaks the vendor's language. Its inventory is that table parsed by the real parser, and
+    # every sample is the simulated state rendered in the tool's layout and parsed again.
+    recorded: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:

@@ -273,7 +273,7 @@ def _insert(conn: Connection, table: Table, rows: Iterable[dict[str, Any]]) -> i
 
 def write_queues(path: Path, nodes: int) -> None:
     """The queues the seeded jobs use, with quotas in proportion to the fleet's devices."""
-    devices = {"nvidia": 0, "huawei": 0, "cambricon": 0}
+    devices = {"nvidia": 0, "ascend": 0, "cambricon": 0}
     for plan in plan_fleet(nodes, 1, random.Random(0), 0.0):
         devices[plan.model.vendor] += DEVICES_PER_NODE
     shares = dict(zip(QUEUES, (0.5, 0.3, 0.2), strict=True))

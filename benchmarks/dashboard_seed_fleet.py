@@ -51,7 +51,7 @@ H100 = DeviceModel(
     ((0, 1, 2, 3, 4, 5, 6, 7),), "CUDA_VISIBLE_DEVICES", 224, 2048, "GPU",
 )  # fmt: skip
 ASCEND = DeviceModel(
-    "a910b", "huawei", "Ascend-910B", 64, (310, 310, 310), False, "hccs",
+    "a910b", "ascend", "Ascend-910B", 64, (310, 310, 310), False, "hccs",
     ((0, 1, 2, 3), (4, 5, 6, 7)), "ASCEND_RT_VISIBLE_DEVICES", 192, 1024, "NPU",
 )  # fmt: skip
 MLU = DeviceModel(

@@ -46,7 +46,7 @@ HERE = Path(__file__).resolve().parent
 FLEET = (
     NodeKind("nvidia", "H100 80GB", 0.25, (8,), 80),
     NodeKind("nvidia", "A100 80GB", 0.40, (8,), 80),
-    NodeKind("huawei", "Ascend 910B", 0.35, (8,), 64),
+    NodeKind("ascend", "Ascend 910B", 0.35, (8,), 64),
 )
 VARIANTS = ("agnostic", "fastest-first", "throughput-aware")
 

@@ -41,6 +41,8 @@ class DeviceRecord:
     simulated: bool = False
     visibility_env: str = ""
     health: str = "HEALTHY"
+    board_id: str = ""  # chips of one board share it (see common.proto Device.board_id)
+    source: str = ""  # how the agent reads the device: nvml, library, cli, simulated, recorded
 
 
 @dataclass

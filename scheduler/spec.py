@@ -73,13 +73,15 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 from pydantic_core import ErrorDetails, PydanticCustomError
 
 KNOWN_VENDORS: tuple[str, ...] = (
-    "nvidia", "amd", "huawei", "cambricon", "hygon",
+    "nvidia", "amd", "ascend", "cambricon", "hygon",
     "moorethreads", "iluvatar", "metax", "kunlunxin", "enflame",
 )  # fmt: skip
+# Earlier names of a vendor, read as the current one so that stored specs stay valid.
+VENDOR_ALIASES: dict[str, str] = {"huawei": "ascend", "mthreads": "moorethreads"}
 # What people write instead of the vendor name, and what they mean.
 _VENDOR_HINTS: dict[str, str] = {
-    "ascend": "huawei", "cuda": "nvidia", "rocm": "amd", "mlu": "cambricon", "dcu": "hygon",
-    "mthreads": "moorethreads", "moore-threads": "moorethreads", "musa": "moorethreads",
+    "npu": "ascend", "cuda": "nvidia", "rocm": "amd", "mlu": "cambricon", "dcu": "hygon",
+    "moore-threads": "moorethreads", "musa": "moorethreads",
     "corex": "iluvatar", "maca": "metax", "kunlun": "kunlunxin", "xpu": "kunlunxin",
     "gcu": "enflame", "tops": "enflame",
 }  # fmt: skip
@@ -328,6 +330,7 @@ def _non_empty_command(value: list[str]) -> list[str]:
 
 def vendor_name(value: object) -> str:
     text = _string(value).strip().lower()
+    text = VENDOR_ALIASES.get(text, text)
     if text in KNOWN_VENDORS:
         return text
     hint = _VENDOR_HINTS.get(text)

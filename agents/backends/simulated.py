@@ -15,12 +15,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from corral.v1 import common_pb2
 
 from agents.backends.base import BackendError, DeviceBackend, NodeInfo, PowerLimitError
+from agents.backends.vendors.faults import SEVERITY_BY_NAME, describe_code, vendor_code_value
 from agents.backends.xid import XID_FELL_OFF_BUS, xid_kind, xid_message, xid_severity
 from agents.faults import parse_fault
 from agents.health_watch import Thresholds
@@ -46,6 +47,7 @@ class _DeviceState:
     lost: bool = False
     hung: bool = False
     hot: bool = False
+    vendor_codes: set[int] = field(default_factory=set)  # injected vendor error codes standing
 
 
 class SimulatedBackend(DeviceBackend):
@@ -209,11 +211,21 @@ class SimulatedBackend(DeviceBackend):
         with self._lock:
             return self._state(index).limit_w
 
+    def vendor_codes(self, index: int) -> set[int]:
+        """The vendor error codes injected on a device and not cleared yet."""
+        with self._lock:
+            return set(self._state(index).vendor_codes)
+
     # -- faults --------------------------------------------------------------------------
 
     def inject_fault(self, index: int, fault: str) -> None:
         parsed = parse_fault(fault)
         kind, code = parsed.kind, parsed.code
+        if kind == "vendor":
+            try:
+                code = vendor_code_value(self.profile.devices.vendor, parsed.vendor_code)
+            except ValueError as e:
+                raise BackendError(str(e)) from None
         with self._lock:
             state = self._state(index)
             if state.lost and kind != "clear":
@@ -259,6 +271,14 @@ class SimulatedBackend(DeviceBackend):
             state.ecc_uncorrected += 1
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_ECC_DBE, common_pb2.SEVERITY_CRITICAL
             event.message = "double-bit (uncorrectable) ECC error"
+        elif kind == "vendor":
+            state.vendor_codes.add(code)
+            severity, event.message = describe_code(self.profile.devices.vendor, code)
+            event.kind, event.code, event.severity = (
+                common_pb2.HEALTH_EVENT_KIND_VENDOR,
+                code,
+                SEVERITY_BY_NAME[severity],
+            )
         elif kind == "hang":
             state.hung = True
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_HANG, common_pb2.SEVERITY_WARNING
@@ -266,6 +286,7 @@ class SimulatedBackend(DeviceBackend):
         else:  # clear; a GPU reset also applies the pending remaps, and the repair ends a failure
             state.lost = state.hung = state.hot = state.remap_failed = False
             state.remap_pending = 0
+            state.vendor_codes.clear()
             event.kind, event.severity = common_pb2.HEALTH_EVENT_KIND_RECOVERED, common_pb2.SEVERITY_INFO
             event.message = "injected faults cleared"
         return event

@@ -4,6 +4,12 @@ The data lives in `devices.yaml` beside this module. Figures nobody could confir
 here, never a guess, so every consumer must cope with None: `dense_tflops` falls back from BF16
 to FP16, and `relative_speed` answers None when either side is unknown.
 
+An entry describes one *schedulable chip*: a board that carries two chips (MLU370-X8, BI-V150,
+Atlas 300I Duo, MI250X, an Ascend 910C NPU) is two devices to Corral, so memory, TDP and TFLOPS
+are per chip and the board is recorded beside them (`chips_per_board`, `board_tdp_w`). Vendor
+rules on how many devices one process may take (`allocation`) are data here too; placement
+reads them through `allocation_rule`.
+
 Names are matched ignoring case and treating runs of spaces, `-` and `_` alike, so the NVML name
 ("NVIDIA H100 80GB HBM3"), a trace code ("V100M32") and a profile's name ("Ascend-910B") all
 find their entry. Because a lookup may leave the vendor out, every name and alias is unique
@@ -28,7 +34,7 @@ CATALOG_PATH = Path(__file__).resolve().parent / "devices.yaml"
 VENDORS = (
     "nvidia",
     "amd",
-    "huawei",
+    "ascend",
     "cambricon",
     "hygon",
     "moorethreads",
@@ -37,8 +43,8 @@ VENDORS = (
     "kunlunxin",
     "enflame",
 )
-# agents/profiles.py spells Moore Threads "mthreads" (after its k8s domain); accept both.
-_VENDOR_ALIASES = {"mthreads": "moorethreads"}
+# Earlier spellings (Huawei for Ascend; Moore Threads after its k8s domain) still find entries.
+_VENDOR_ALIASES = {"mthreads": "moorethreads", "huawei": "ascend"}
 
 # Fields that state a fact about the hardware, so each non-null value must name its source.
 SOURCED_FIELDS = (
@@ -52,7 +58,14 @@ SOURCED_FIELDS = (
     "software",
     "k8s_resource",
     "visibility_env",
+    "chips_per_board",
+    "board_tdp_w",
+    "allocation",
 )
+# Defaults that state nothing worth citing: a board of one chip, no allocation rule.
+_UNCITED_DEFAULTS: dict[str, object] = {"chips_per_board": 1, "board_tdp_w": None, "allocation": None}
+# A chip's TDP is its share of the board's; allow for the rounding of a written-out share.
+_SHARE_TOLERANCE_W = 0.5
 
 # The research notes' tags: V-out one captured tool output, S secondary, U unconfirmed.
 # No tag means a datasheet or the vendor's own artefact.
@@ -84,8 +97,65 @@ def vendor_key(vendor: str) -> str:
     return _VENDOR_ALIASES.get(v, v)
 
 
+class AllocationRule(BaseModel):
+    """How many devices of one model a single worker (one process, one pod) may be given, and
+    which ones: a vendor's rule kept as data, e.g. Kunlunxin P800 takes 1, 2, 4 or 8 cards and
+    keeps 1, 2 or 4 within one XPU Link island; an Ascend 910C's dies go in pairs."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # Device counts a worker may have; None: any count.
+    sizes: tuple[_Count, ...] | None = None
+    # Devices come in index-aligned units of this many (devices k·n … k·n+n-1 are one unit,
+    # e.g. the two dies of one 910C NPU); a worker takes whole units. None: single devices.
+    multiple_of: _Count | None = None
+    # A worker's devices share one interconnect island when the count fits in one; a larger
+    # count takes whole islands.
+    within_island: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.sizes is not None:
+            if not self.sizes:
+                raise ValueError("sizes: list at least one count, or leave sizes out for any count")
+            if list(self.sizes) != sorted(set(self.sizes)):
+                raise ValueError(f"sizes: must be ascending without repeats (got {list(self.sizes)})")
+            if self.multiple_of and any(n % self.multiple_of for n in self.sizes):
+                raise ValueError(f"sizes: every size must be a multiple of multiple_of ({self.multiple_of})")
+        if self.sizes is None and not self.multiple_of and not self.within_island:
+            raise ValueError("states no rule; write `allocation: null` instead")
+        return self
+
+    @property
+    def unit(self) -> int:
+        return self.multiple_of or 1
+
+    def allows(self, count: int) -> bool:
+        """Whether a worker may have `count` devices of this model (0 devices always may)."""
+        if count == 0:
+            return True
+        if self.sizes is not None and count not in self.sizes:
+            return False
+        return count % self.unit == 0
+
+    def describe(self) -> str:
+        """The rule in words, for the reasons a job waits: 'takes 1, 2, 4 or 8 devices per
+        worker, within one interconnect island where they fit in one'."""
+        parts: list[str] = []
+        if self.sizes is not None:
+            counts = [str(n) for n in self.sizes]
+            listed = counts[0] if len(counts) == 1 else f"{', '.join(counts[:-1])} or {counts[-1]}"
+            parts.append(f"takes {listed} devices per worker")
+        if self.multiple_of:
+            parts.append(f"in index-aligned groups of {self.multiple_of}")
+        if self.within_island:
+            parts.append("within one interconnect island where they fit in one")
+        text = ", ".join(parts)
+        return text if text.startswith("takes") else f"takes devices {text}"
+
+
 class DeviceModel(BaseModel):
-    """One accelerator model. Figures are per board as sold; None means nobody could confirm it."""
+    """One accelerator model, as one schedulable chip; None means nobody could confirm it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,6 +172,10 @@ class DeviceModel(BaseModel):
     software: _Text | None
     k8s_resource: _Text | None
     visibility_env: _Text | None
+    # The board as sold: how many schedulable chips it carries (None: not known) and its power.
+    chips_per_board: _Count | None = 1
+    board_tdp_w: _Figure | None = None
+    allocation: AllocationRule | None = None
     sources: Mapping[str, _Text] = Field(default_factory=dict)
     confidence: Mapping[str, Confidence] = Field(default_factory=dict)
     notes: str = ""
@@ -130,6 +204,14 @@ class DeviceModel(BaseModel):
     def names(self) -> tuple[str, ...]:
         return (self.model, *self.aliases)
 
+    def needs_source(self, field: str) -> bool:
+        """Whether `field` states a fact that must be cited: any value but null and the
+        uncited defaults (a one-chip board, no allocation rule)."""
+        value = getattr(self, field)
+        if value is None:
+            return False
+        return field not in _UNCITED_DEFAULTS or value != _UNCITED_DEFAULTS[field]
+
     def label(self) -> str:
         return f"{self.vendor} {self.model}"
 
@@ -146,9 +228,10 @@ def _rule_problems(m: DeviceModel) -> list[tuple[str, str]]:
         elif getattr(m, key) is None:
             problems.append((f"confidence.{key}", "tags a null figure; drop the tag or fill in the figure"))
     for field in SOURCED_FIELDS:
-        if getattr(m, field) is not None and field not in m.sources:
+        if m.needs_source(field) and field not in m.sources:
             fix = f"add sources.{field}, or write null if unknown"
             problems.append((field, f"has a value but no source; {fix}"))
+    problems.extend(_board_problems(m))
     seen = {name_key(m.model): "model"}
     for i, alias in enumerate(m.aliases):
         earlier = seen.setdefault(name_key(alias), f"aliases[{i}]")
@@ -156,6 +239,20 @@ def _rule_problems(m: DeviceModel) -> list[tuple[str, str]]:
             why = "case, spaces, '-' and '_' are ignored"
             problems.append((f"aliases[{i}]", f"{alias!r} repeats {earlier} ({why})"))
     return problems
+
+
+def _board_problems(m: DeviceModel) -> list[tuple[str, str]]:
+    """A board's power is the chips' together: catch a per-board figure left in `tdp_w`."""
+    if m.board_tdp_w is None:
+        return []
+    if m.chips_per_board == 1:
+        return [("board_tdp_w", "is for boards of several chips; a one-chip board's power is tdp_w")]
+    if m.tdp_w is not None and m.chips_per_board is not None:
+        share = m.board_tdp_w / m.chips_per_board
+        if abs(m.tdp_w - share) > _SHARE_TOLERANCE_W:
+            why = f"board_tdp_w / chips_per_board = {share:g}; tdp_w is one chip's share of the board"
+            return [("tdp_w", f"must be {why} (got {m.tdp_w:g})")]
+    return []
 
 
 class DeviceCatalog:
@@ -259,6 +356,14 @@ def model_key(name: str) -> str:
     Requests, quotas and devices compare models through it."""
     found = _packaged().get("", name)
     return name_key(found.model if found is not None else name)
+
+
+@functools.cache
+def allocation_rule(vendor: str, model: str) -> AllocationRule | None:
+    """The packaged catalog's allocation rule for (vendor, model); None where the model has
+    none or is not in the catalog. Cached: placement asks for every candidate device set."""
+    found = _packaged().get(vendor, model)
+    return found.allocation if found is not None else None
 
 
 @functools.cache

@@ -10,6 +10,7 @@ import typer
 
 from scheduler.cli.common import DEFAULT_SERVER, ServerOpt
 from scheduler.cli.errors import CliError, ExitCode
+from scheduler.cli.inventory import BackendOpt, ViaOpt
 from scheduler.placement.policies import DEFAULT_POLICY, POLICIES
 
 if TYPE_CHECKING:
@@ -283,6 +284,7 @@ def safe_cap_config(after_s: float, cap_w: float | None, fraction: float | None)
 
 
 def agent(
+    ctx: typer.Context,
     server: ServerOpt = DEFAULT_SERVER,
     simulate: Annotated[
         str | None,
@@ -332,15 +334,20 @@ def agent(
             "lists the URL for discovery); 'off' serves none."
         ),
     ] = "127.0.0.1:0",
+    backend: BackendOpt = "auto",
+    backend_via: ViaOpt = "auto",
 ) -> None:
     """Run a node agent: report this node's devices to the control plane and run its workers.
 
-    Uses NVML when an NVIDIA driver is present; --simulate runs simulated devices instead.
-    Exits 2 when there is no device backend at all.
+    Uses NVML when an NVIDIA driver is present, else the vendor whose devices this machine has
+    (or --backend NAME); --simulate runs simulated devices instead. Exits 2 when there is no
+    device backend at all. `corral agent inventory` lists the devices without connecting.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     labels = parse_labels(label or [])
     safe_cap = safe_cap_config(safe_cap_after, safe_cap_w, safe_cap_fraction)
-    from agents.backends.detect import NoDeviceBackend
+    from agents.backends.base import BackendError
     from agents.main import AgentConfig, main_sync
     from agents.metrics import MetricsListenError, parse_listen
 
@@ -361,8 +368,10 @@ def agent(
             labels=labels,
             safe_cap=safe_cap,
             metrics_listen=metrics_listen,
+            backend=backend.strip().lower(),
+            backend_via=backend_via,
         )
         main_sync(config)
-    except (NoDeviceBackend, ProfileError, MetricsListenError) as exc:
+    except (BackendError, ProfileError, MetricsListenError) as exc:
         lines = str(exc).splitlines()
         raise CliError(lines[0], ExitCode.BAD_INPUT, [line.strip() for line in lines[1:]]) from None

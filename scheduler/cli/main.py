@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from scheduler.cli import daemons, events, jobs, nodes, power, queues, report, sim, up
+from scheduler.cli import daemons, events, inventory, jobs, nodes, power, queues, report, sim, up
 from scheduler.cli.common import handle_errors
 from scheduler.cli.errors import EXIT_CODE_HELP
 
@@ -29,6 +29,10 @@ app = typer.Typer(
 sim_app = typer.Typer(
     help="Simulated devices: inject faults.",
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+agent_app = typer.Typer(
+    help="Run a node agent; `corral agent inventory` lists this node's devices.",
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 power_app = typer.Typer(
@@ -64,7 +68,6 @@ _COMMANDS: list[tuple[str, Callable[..., None], str]] = [
     # (name, function, help panel)
     ("up", up.up, "Cluster"),
     ("server", daemons.server, "Cluster"),
-    ("agent", daemons.agent, "Cluster"),
     ("status", nodes.status, "Cluster"),
     ("events", events.list_events, "Cluster"),
     ("report", report.report, "Cluster"),
@@ -91,6 +94,10 @@ power_app.callback(invoke_without_command=True)(handle_errors(power.show))
 power_app.command("budget")(handle_errors(power.budget))
 power_app.command("inlet")(handle_errors(power.inlet))
 app.add_typer(power_app, name="power", rich_help_panel="Cluster")
+# `corral agent` runs a node agent; `corral agent inventory` lists what it would register.
+agent_app.callback(invoke_without_command=True)(handle_errors(daemons.agent))
+agent_app.command("inventory")(handle_errors(inventory.inventory))
+app.add_typer(agent_app, name="agent", rich_help_panel="Cluster")
 
 
 def main() -> None:

@@ -4,7 +4,9 @@ A `ClusterState` is a snapshot the engine may change: the live control plane bui
 scheduling pass from its registry, the simulator keeps one for a whole run. Nodes in exactly
 the same state (same free CPU, memory and devices) are grouped under one *signature*, so a
 policy whose score depends only on a node's state scores each group once instead of each
-node: an empty 10,000-node cluster is a handful of groups.
+node: an empty 10,000-node cluster is a handful of groups. For models whose devices go in
+index-aligned units (an Ascend 910C's die pairs) the signature also counts the free units, since
+two nodes with as many free dies may hold different numbers of whole pairs.
 """
 
 from __future__ import annotations
@@ -12,13 +14,17 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from scheduler.catalog import allocation_rule
 from scheduler.placement.request import WHOLE, Pool
 
 ANY_POOL: Pool = ("", "")  # the group index every node is in, for CPU-only workers
 UNLIMITED = 1 << 62  # CPU or memory a node did not report: never the limiting resource
 
-# (cpu_free, memory_free, cpu_total, memory_total, ((vendor, model, island, milli_free), ...))
-Signature = tuple[int, int, int, int, tuple[tuple[str, str, int, int], ...]]
+# (vendor, model, island, count): milli free on one device, or free whole units on an island
+_PerIsland = tuple[tuple[str, str, int, int], ...]
+# (cpu_free, memory_free, cpu_total, memory_total, per device (vendor, model, island, milli_free),
+#  per island of an aligned-unit model (vendor, model, island, free units))
+Signature = tuple[int, int, int, int, _PerIsland, _PerIsland]
 
 
 @dataclass(eq=False, slots=True)
@@ -43,9 +49,10 @@ class NodeState:
     id: int = -1  # set by ClusterState
     cpu_free: int = -1
     memory_free: int = -1
-    signature: Signature = (0, 0, 0, 0, ())
+    signature: Signature = (0, 0, 0, 0, (), ())
     whole_free: dict[Pool, int] = field(default_factory=dict)
     _usable: dict[tuple[Pool, int], list[DeviceState]] = field(default_factory=dict, repr=False)
+    _aligned: tuple[tuple[Pool, int], ...] = field(default=(), repr=False)  # (pool, unit) with unit > 1
 
     def __post_init__(self) -> None:
         if self.cpu_free < 0:
@@ -53,6 +60,8 @@ class NodeState:
         if self.memory_free < 0:
             self.memory_free = self.memory_mib
         self.devices.sort(key=lambda d: d.index)
+        units = {pool: _unit_of(pool) for pool in {d.pool for d in self.devices}}
+        self._aligned = tuple(sorted((pool, unit) for pool, unit in units.items() if unit > 1))
 
     @property
     def pools(self) -> set[Pool]:
@@ -94,7 +103,27 @@ class NodeState:
                     (d.pool[0], d.pool[1], d.island, d.milli_free if d.healthy else -1) for d in self.devices
                 )
             ),
+            self._free_units() if self._aligned else (),
         )
+
+    def _free_units(self) -> _PerIsland:
+        """Free whole units per island for the models whose devices go in aligned units."""
+        out: dict[tuple[str, str, int], int] = {}
+        for pool, unit in self._aligned:
+            members: dict[int, list[DeviceState]] = {}
+            for d in self.devices:
+                if d.pool == pool:
+                    members.setdefault(d.index // unit, []).append(d)
+            for group in members.values():
+                if len(group) == unit and all(d.healthy and d.milli_free == WHOLE for d in group):
+                    key = (pool[0], pool[1], group[0].island)
+                    out[key] = out.get(key, 0) + 1
+        return tuple(sorted((v, m, island, n) for (v, m, island), n in out.items()))
+
+
+def _unit_of(pool: Pool) -> int:
+    rule = allocation_rule(*pool)
+    return rule.unit if rule is not None else 1
 
 
 @dataclass(frozen=True)

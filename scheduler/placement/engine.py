@@ -1,6 +1,7 @@
 """The placement engine: one request in, a gang placement (or the reason it waits) out.
 
-Steps: the pools (vendor, model) the request accepts, fastest first for this job; in each,
+Steps: the pools (vendor, model) the request accepts (a vendor allocation rule may refuse the
+worker's device count, and says so in the reason), fastest first for this job; in each,
 a single worker goes where the policy scores best; a gang first picks the topology domain
 (node, rack or block) that holds it most tightly, then the fewest nodes in it. A gang is all
 or nothing: allocations made while planning are rolled back if it does not fit.
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 
 from scheduler.catalog import model_key
 from scheduler.placement.cluster import ANY_POOL, Allocation, ClusterState, NodeState
-from scheduler.placement.fit import device_options, worker_slots
+from scheduler.placement.fit import device_options, largest_block, worker_slots
 from scheduler.placement.policies import Policy, Score
 from scheduler.placement.request import PlacementRequest, Pool, TopologyLevel, WorkerShape
 
@@ -98,7 +99,8 @@ def place(
     """Place `request` in `cluster` (changing it) or say why not (leaving it unchanged)."""
     tiers = candidate_pools(request, cluster, speed_of)
     if not any(tiers):
-        return PlacementDecision(None, f"waiting: no connected device matches {request.describe()}")
+        refusals = "".join(f"; {why}" for why in _rule_refusals(request, cluster))
+        return PlacementDecision(None, f"waiting: no connected device matches {request.describe()}{refusals}")
     shape = request.shape
     largest = 0
     for tier in tiers:
@@ -123,14 +125,29 @@ def place(
     )
 
 
+def _rule_refusals(request: PlacementRequest, cluster: ClusterState) -> list[str]:
+    """Why the allocation rules of the pools the request names refuse it, one line per model,
+    unless the request's own description already states the rule (it names the model)."""
+    if request.models:
+        return []
+    found: dict[str, None] = {}
+    for pool in cluster.pools:
+        if request.names_pool(pool):
+            why = request.rule_refusal(pool)
+            if why is not None:
+                found.setdefault(why)
+    return list(found)
+
+
 def _largest_single(cluster: ClusterState, pools: list[Pool], shape: WorkerShape) -> int:
-    """The most devices one node offers a lone worker (CPU and memory permitting)."""
+    """The most devices one node offers a lone worker (CPU and memory permitting), counting
+    only what a model's allocation rule would let one worker have."""
     most = 0
     for pool in pools:
         for ids in cluster.groups.get(pool, {}).values():
             node = cluster.nodes[next(iter(ids))]
             if node.cpu_free >= shape.cpu_milli and node.memory_free >= shape.memory_mib:
-                most = max(most, node.whole_free.get(pool, 0) if shape.devices else 1)
+                most = max(most, largest_block(node, pool, shape) if shape.devices else 1)
     return most
 
 

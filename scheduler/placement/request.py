@@ -3,7 +3,9 @@
 Every worker of a gang gets `devices_per_worker` devices of one (vendor, model) pool on one
 node, plus CPU and memory there. The gang is all-or-nothing and never mixes vendors or
 models: their collective libraries (NCCL, HCCL, CNCL, ...) do not interoperate, and one slow
-model would pace the whole gang.
+model would pace the whole gang. A model may also carry a vendor allocation rule (catalog
+`allocation`: Kunlunxin P800 takes 1, 2, 4 or 8 cards, an Ascend 910C's dies go in pairs); a
+pool whose rule refuses the worker's device count is not one the request accepts.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from scheduler.catalog import model_key
+from scheduler.catalog import allocation_rule, model_key
 
 WHOLE = 1000  # milli-devices in one device
 
@@ -98,12 +100,25 @@ class PlacementRequest:
         return self.workers * self.shape.devices
 
     def accepts_pool(self, pool: Pool) -> bool:
+        return self.names_pool(pool) and self.rule_refusal(pool) is None
+
+    def names_pool(self, pool: Pool) -> bool:
+        """Whether the request's vendors, models and pools admit `pool` (rules aside)."""
         if self.pools and pool not in self.pools:
             return False
         vendor, model = pool
         return (not self.vendors or vendor in self.vendors) and (
             not self.models or model_key(model) in {model_key(m) for m in self.models}
         )
+
+    def rule_refusal(self, pool: Pool) -> str | None:
+        """Why the vendor's allocation rule for `pool` refuses this worker's device count, in
+        words for a pending reason; None when the model has no rule or the count is allowed."""
+        rule = allocation_rule(*pool)
+        count = self.shape.devices
+        if rule is None or rule.allows(count):
+            return None
+        return f"{pool[1]} {rule.describe()}, not {count}"
 
     def describe(self) -> str:
         s = self.shape
@@ -125,4 +140,18 @@ class PlacementRequest:
         if self.min_tflops:
             constraint.append(f"≥ {self.min_tflops:g} TFLOPS")
         where = self.topology.describe()
-        return " ".join(x for x in (what, " ".join(constraint), where) if x)
+        text = " ".join(x for x in (what, " ".join(constraint), where) if x)
+        rules = self._model_rules()
+        return f"{text} ({'; '.join(rules)})" if rules else text
+
+    def _model_rules(self) -> list[str]:
+        """The allocation rules of the models the request names, e.g. 'P800 takes 1, 2, 4 or 8
+        devices per worker, ...', so a waiting job says what shape it must fit."""
+        if not self.models or self.shape.devices == 0:
+            return []
+        rules: dict[str, None] = {}
+        for name in self.models:
+            rule = allocation_rule("", name)
+            if rule is not None:
+                rules.setdefault(f"{name} {rule.describe()}")
+        return list(rules)

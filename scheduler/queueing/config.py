@@ -5,7 +5,7 @@
         weight: 2
         cohort: lab
         quotas:
-          - {vendor: huawei, model: "Ascend 910B", nominal: 64, borrowing_limit: 32}
+          - {vendor: ascend, model: "Ascend 910B", nominal: 64, borrowing_limit: 32}
           - {vendor: nvidia, nominal: 16}      # model omitted: all NVIDIA models together
 
 Quotas follow Kueue: a queue may always use its `nominal` devices of a selector; in a cohort

@@ -90,6 +90,7 @@ _KINDS: dict[str, tuple[str, str, str]] = {
     Kind.EXIT_NONZERO: ("job", "User program error", "exit_code"),
     Kind.OOM_KILLED: ("job", "Out of memory (OOM killer)", "exit_code"),
     Kind.VENDOR: ("gpu", "Accelerator vendor error", "other"),
+    Kind.TOOL_ERROR: ("host", "Vendor tool or library unresponsive", "other"),
     Kind.RECOVERED: ("unknown", "Unclassified", "other"),
 }
 # Cause strings the control plane writes (faults/health.py `cause_of`) -> observation kinds.

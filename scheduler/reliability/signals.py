@@ -61,6 +61,7 @@ class Kind(StrEnum):
     EXIT_NONZERO = "exit_nonzero"
     OOM_KILLED = "oom_killed"
     VENDOR = "vendor"
+    TOOL_ERROR = "tool_error"
     RECOVERED = "recovered"
 
 
@@ -80,6 +81,7 @@ class Observation:
     oom: bool = False
     device_index: int | None = None
     message: str = ""
+    vendor: str = ""  # for vendor codes: whose table (agents/backends/vendors/faults/) reads them
 
 
 @dataclass(frozen=True)
@@ -250,6 +252,10 @@ def classify(observation: Observation, table: SignalTable | None = None) -> Sign
         return _classify_exit(observation, t)
     if kind == Kind.SIGNAL:
         return _classify_posix(observation, t)
+    if kind == Kind.VENDOR and observation.code is not None:
+        vendor_signal = _classify_vendor(observation)
+        if vendor_signal is not None:
+            return vendor_signal
     try:
         entry = t.observations[Kind(kind)]
     except (ValueError, KeyError):
@@ -274,6 +280,30 @@ def _classify_xid(o: Observation, t: SignalTable) -> Signal:
     if x is None:
         return _signal(t.unknown_xid, o, f"XID {o.code} (not in the table)", f"xid:{o.code}")
     return _signal(x, o, f"XID {o.code}: {x.name}", f"xid:{x.group}")
+
+
+def _classify_vendor(o: Observation) -> Signal | None:
+    """A vendor's own code through that vendor's table; None where the vendor has none, which
+    leaves the generic `vendor` observation entry to answer."""
+    from agents.backends.vendors.faults import fault_table
+
+    table = fault_table(o.vendor) if o.vendor else None
+    if table is None or o.code is None:
+        return None
+    meaning = table.lookup(o.code)
+    cls = meaning.fault_class
+    detail = f": {o.message}" if o.message else ""
+    return Signal(
+        severity=Severity(cls.severity),
+        component=Component(cls.component),
+        blame=Blame(cls.blame),
+        early_warning=cls.early_warning,
+        reason=f"{o.vendor} {table.format_code(o.code)}: {meaning.name} ({meaning.class_name}){detail}",
+        source=meaning.source,
+        action=cls.action,
+        failure_class=f"{o.vendor}:{meaning.class_name}",
+        device_index=o.device_index,
+    )
 
 
 def _classify_exit(o: Observation, t: SignalTable) -> Signal:
@@ -344,6 +374,7 @@ _PROTO_KIND: dict[int, Kind] = {
     common_pb2.HEALTH_EVENT_KIND_DEVICE_LOST: Kind.DEVICE_LOST,
     common_pb2.HEALTH_EVENT_KIND_HANG: Kind.HANG,
     common_pb2.HEALTH_EVENT_KIND_VENDOR: Kind.VENDOR,
+    common_pb2.HEALTH_EVENT_KIND_TOOL_ERROR: Kind.TOOL_ERROR,
     common_pb2.HEALTH_EVENT_KIND_RECOVERED: Kind.RECOVERED,
     common_pb2.HEALTH_EVENT_KIND_ROW_REMAP_PENDING: Kind.ROW_REMAP_PENDING,
     common_pb2.HEALTH_EVENT_KIND_ROW_REMAP_FAILED: Kind.ROW_REMAP_FAILED,
@@ -370,4 +401,6 @@ def from_health_event(event: common_pb2.HealthEvent) -> Observation:
             raise ValueError(f"health event kind {event.kind} has no meaning")
         kind = found
     code = int(event.code) if event.code or kind == Kind.XID else None
-    return Observation(kind, code, device_index=int(event.device_index), message=event.message)
+    return Observation(
+        kind, code, device_index=int(event.device_index), message=event.message, vendor=event.vendor
+    )

@@ -49,6 +49,8 @@ def device_to_proto(d: DeviceRecord) -> common_pb2.Device:
         simulated=d.simulated,
         visibility_env=d.visibility_env,
         health=HEALTH_NAMES.get(d.health, common_pb2.DEVICE_HEALTH_UNSPECIFIED),
+        board_id=d.board_id,
+        source=d.source,
     )
 
 

@@ -63,6 +63,8 @@ def device_record_from_proto(node_name: str, d: common_pb2.Device, health: str) 
         simulated=d.simulated,
         visibility_env=d.visibility_env,
         health=health,
+        board_id=d.board_id,
+        source=d.source,
     )
 
 

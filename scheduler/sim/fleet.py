@@ -43,7 +43,7 @@ MIXED_FLEET: tuple[NodeKind, ...] = (
     NodeKind("nvidia", "H100 80GB", 0.25, (8,), 80),
     NodeKind("nvidia", "A100 80GB", 0.20, (8,), 80),
     NodeKind("nvidia", "H20", 0.12, (8,), 96),
-    NodeKind("huawei", "Ascend 910B", 0.20, (8,), 64),
+    NodeKind("ascend", "Ascend 910B", 0.20, (8,), 64),
     NodeKind("cambricon", "MLU590", 0.08, (4, 4), 80),
     NodeKind("hygon", "K100", 0.08, (4, 4), 64),
     NodeKind("nvidia", "H100 80GB PCIe", 0.07, (2, 2, 2, 2), 80),

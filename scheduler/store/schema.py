@@ -63,6 +63,8 @@ devices = Table(
     Column("simulated", Boolean, nullable=False, default=False),
     Column("visibility_env", String(64), nullable=False, default=""),
     Column("health", String(16), nullable=False, default="HEALTHY"),
+    Column("board_id", String(128), nullable=False, default=""),
+    Column("source", String(32), nullable=False, default=""),
     ForeignKeyConstraint(["node_name"], ["nodes.name"], ondelete="CASCADE"),
 )
 

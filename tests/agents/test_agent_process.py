@@ -31,7 +31,7 @@ async def test_sigterm_stops_workers_and_reports(
     agent = await asyncio.create_subprocess_exec(sys.executable, "-c", boot, stderr=asyncio.subprocess.PIPE)
     try:
         await wait_until(lambda: cp.registers, timeout=15, what="register from the agent process")
-        assert cp.registers[0].devices[0].model == "Ascend-910B"
+        assert cp.registers[0].devices[0].model == "Ascend 910B"
         worker = (
             "import signal, sys, time\n"
             "signal.signal(signal.SIGTERM, lambda *a: (print('bye', flush=True), sys.exit(0)))\n"

@@ -43,7 +43,11 @@ def test_builtin_profiles() -> None:
     assert nvidia.devices.peers(0) == [1, 2, 3, 4, 5, 6, 7]
     assert ascend.devices.visibility == "ASCEND_RT_VISIBLE_DEVICES" and not ascend.devices.power.settable
     assert ascend.devices.peers(2) == [0, 1, 3] and ascend.devices.peers(5) == [4, 6, 7]
-    assert (mlu.devices.vendor, mlu.devices.count, mlu.devices.memory_gib) == ("cambricon", 4, 48)
+    assert (mlu.devices.vendor, mlu.devices.count, mlu.devices.memory_gib) == ("cambricon", 8, 24)
+    assert (ascend.devices.recorded, mlu.devices.recorded) == (
+        "npu-smi-25.5.2-910b2c-8.txt",
+        "cnmon-v5.10.22-mlu370-x8-8.txt",
+    )
     assert mlu.devices.visibility == "MLU_VISIBLE_DEVICES" and mlu.devices.power.settable
 
 

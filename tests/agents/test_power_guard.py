@@ -144,11 +144,11 @@ async def test_refused_cap_is_not_persisted(tmp_path: Path) -> None:
 
 
 def test_restore_drops_limits_that_no_longer_apply(tmp_path: Path) -> None:
-    write_limits(tmp_path / LIMITS_FILE, {0: 200.0, 9: 500.0})
-    b = backend("mlu370-x8-4")  # 4 devices, 150-250 W
+    write_limits(tmp_path / LIMITS_FILE, {0: 100.0, 9: 500.0})
+    b = backend("mlu370-x8-4")  # 8 chips, 75-125 W each
     PowerLimits(b, tmp_path).restore()
-    assert b.get_power_limit(0) == 200.0
-    assert read_limits(tmp_path / LIMITS_FILE) == {0: 200.0}
+    assert b.get_power_limit(0) == 100.0
+    assert read_limits(tmp_path / LIMITS_FILE) == {0: 100.0}
 
 
 # -- the safe cap ---------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_safe_cap_on_then_lifted_to_the_persisted_caps(tmp_path: Path) -> None:
 async def test_agent_safe_caps_while_cut_off_and_lifts_on_reconnect(
     control_plane: Any, tmp_path: Path, wait_until: Wait
 ) -> None:
-    b = backend("mlu370-x8-4")  # 250 W default: safe cap 175 W
+    b = backend("mlu370-x8-4")  # 125 W default per chip: safe cap 87 W (whole watts, rounded down)
     config = AgentConfig(
         server=control_plane.target,
         node_name="node-p",
@@ -187,28 +187,28 @@ async def test_agent_safe_caps_while_cut_off_and_lifts_on_reconnect(
     try:
         await wait_until(lambda: agent.client.connected.is_set(), what="connected")
         await control_plane.servicer.command(
-            set_power_limit=agent_pb2.SetPowerLimit(device_index=1, limit_w=200)
+            set_power_limit=agent_pb2.SetPowerLimit(device_index=1, limit_w=100)
         )
-        await wait_until(lambda: b.get_power_limit(1) == 200.0, what="cap applied")
+        await wait_until(lambda: b.get_power_limit(1) == 100.0, what="cap applied")
         await control_plane.stop()
-        await wait_until(lambda: b.get_power_limit(0) == 175.0, what="safe cap")
-        assert [b.get_power_limit(i) for i in range(4)] == [175.0, 175.0, 175.0, 175.0]
+        await wait_until(lambda: b.get_power_limit(0) == 87.0, what="safe cap")
+        assert [b.get_power_limit(i) for i in range(4)] == [87.0, 87.0, 87.0, 87.0]
         await control_plane.start()
-        await wait_until(lambda: b.get_power_limit(0) == 250.0, timeout=30.0, what="safe cap lifted")
-        assert b.get_power_limit(1) == 200.0  # back to the control plane's cap, not the default
+        await wait_until(lambda: b.get_power_limit(0) == 125.0, timeout=30.0, what="safe cap lifted")
+        assert b.get_power_limit(1) == 100.0  # back to the control plane's cap, not the default
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)
 
 
 async def test_agent_reapplies_persisted_caps_at_start(tmp_path: Path, wait_until: Wait) -> None:
-    write_limits(tmp_path / "agent" / LIMITS_FILE, {3: 180.0})
+    write_limits(tmp_path / "agent" / LIMITS_FILE, {3: 90.0})
     b = backend("mlu370-x8-4")
     config = AgentConfig(server="127.0.0.1:1", node_name="node-q", data_dir=tmp_path / "agent")
     stop = asyncio.Event()
     task = asyncio.create_task(Agent(config, b).run(stop))
     try:
-        await wait_until(lambda: b.get_power_limit(3) == 180.0, what="persisted cap re-applied")
+        await wait_until(lambda: b.get_power_limit(3) == 90.0, what="persisted cap re-applied")
     finally:
         stop.set()
         await asyncio.wait_for(task, 15)

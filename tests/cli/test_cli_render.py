@@ -145,13 +145,16 @@ def test_status_view() -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [("xid:79", "xid:79"), (" XID:013 ", "xid:13"), ("ecc-dbe", "ecc-dbe"), ("fell-off-bus", "fell-off-bus"),
-     ("thermal", "thermal"), ("HANG", "hang")],
+     ("thermal", "thermal"), ("HANG", "hang"), ("vendor:80e01801", "vendor:80E01801"),
+     ("Vendor:0x10", "vendor:10")],
 )  # fmt: skip
 def test_parse_fault_accepts(text: str, expected: str) -> None:
     assert str(parse_fault(text)) == expected
 
 
-@pytest.mark.parametrize("text", ["xid", "xid:", "xid:abc", "xid:0", "ecc", "thermal:3", "", "fell off bus"])
+@pytest.mark.parametrize(
+    "text", ["xid", "xid:", "xid:abc", "xid:0", "ecc", "thermal:3", "", "fell off bus", "vendor", "vendor:zz"]
+)
 def test_parse_fault_rejects_with_accepted_forms(text: str) -> None:
     with pytest.raises(ValueError, match=r"xid:<code>.*ecc-dbe, fell-off-bus, thermal, hang"):
         parse_fault(text)

@@ -30,7 +30,7 @@ def response() -> Any:
         name="research", weight=2, cohort="lab", in_use=72.25, running_jobs=5, pending_devices=16,
         pending_jobs=2,
         pools=[
-            pool("huawei", "Ascend 910B", has_quota=True, nominal=64, has_borrowing_limit=True,
+            pool("ascend", "Ascend 910B", has_quota=True, nominal=64, has_borrowing_limit=True,
                  borrowing_limit=32, in_use=72, pending_devices=16, pending_jobs=2),
             pool("nvidia", has_quota=True, nominal=16, in_use=0.25),
         ],
@@ -55,7 +55,7 @@ def test_one_row_per_queue_and_pool_with_the_policy_below() -> None:
     table = [line for line in lines[1:] if line.strip()]
     assert len(table) == 5  # research × 2 pools, batch × 1, default (no pools), the footer
     research_910b, research_nvidia, batch, default, footer = table
-    for cell in ("research", "2", "lab", "huawei Ascend 910B", "72/64 (borrow ≤ 32)", "2 (16 devices)", "5"):
+    for cell in ("research", "2", "lab", "ascend Ascend 910B", "72/64 (borrow ≤ 32)", "2 (16 devices)", "5"):
         assert cell in research_910b
     assert research_nvidia.split()[0] == "research"  # the queue on every row, for grep
     for cell in ("nvidia (all models)", "0.25/16 (borrow any)"):
@@ -75,7 +75,7 @@ def test_cells_line_up() -> None:
         "research",
         "2",
         "lab",
-        "huawei Ascend 910B",
+        "ascend Ascend 910B",
         "72/64 (borrow ≤ 32)",
         "2 (16 devices)",
         "5",
@@ -117,7 +117,7 @@ def test_format_devices(n: float, expected: str) -> None:
 
 
 def test_pool_label() -> None:
-    assert pool_label(pool("huawei", "Ascend 910B")) == "huawei Ascend 910B"
+    assert pool_label(pool("ascend", "Ascend 910B")) == "ascend Ascend 910B"
     assert pool_label(pool("nvidia")) == "nvidia (all models)"
 
 
@@ -171,7 +171,7 @@ def test_command_table_and_json(queues_server: str) -> None:
     runner = CliRunner()
     table = runner.invoke(app, ["queues", "--server", queues_server])
     assert table.exit_code == 0, table.output
-    assert "huawei Ascend 910B" in table.output and "placement policy: binpack" in table.output
+    assert "ascend Ascend 910B" in table.output and "placement policy: binpack" in table.output
     as_json = runner.invoke(app, ["queues", "-o", "json", "--server", queues_server])
     assert as_json.exit_code == 0, as_json.output
     assert json.loads(as_json.output) == json.loads(json.dumps(message_dict(response())))

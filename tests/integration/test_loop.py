@@ -68,7 +68,7 @@ def test_gang_runs_with_torchrun_environment_and_logs_per_rank(
         name="asc",
         command=[PY, "-c", ENV_DUMP],
         devices_per_worker=2,
-        accelerator={"vendors": ["huawei"]},
+        accelerator={"vendors": ["ascend"]},
     )
     job_id = submit(server, spec)
     assert api.wait_state(job_id, "SUCCEEDED", "FAILED").state

@@ -75,7 +75,7 @@ args: [--lr, "0.1"]
 workers: 4
 devices_per_worker: 8
 accelerator:
-  vendors: [NVIDIA, nvidia, huawei]
+  vendors: [NVIDIA, nvidia, ascend]
   models: [H100-SXM5-80GB, Ascend-910B]
   min_memory: 40GiB
   min_tflops: 400
@@ -92,7 +92,7 @@ max_restarts: 100
     assert spec.command == ["python", "-m", "torch.distributed.run", "my script.py"]
     assert spec.argv == [*spec.command, "--lr", "0.1"]
     assert spec.accelerator == AcceleratorSpec(
-        vendors=["nvidia", "huawei"],
+        vendors=["nvidia", "ascend"],
         models=["H100-SXM5-80GB", "Ascend-910B"],
         min_memory=40 * 2**30,
         min_tflops=400.0,
@@ -316,9 +316,9 @@ def test_reserved_env(key: str) -> None:
 
 
 def test_unknown_vendor_names_the_allowed_ones() -> None:
-    found = problems(base(devices_per_worker=1, accelerator={"vendors": ["nvidia", "ascend", "intel"]}))
+    found = problems(base(devices_per_worker=1, accelerator={"vendors": ["nvidia", "npu", "intel"]}))
     assert set(found) == {"accelerator.vendors[1]", "accelerator.vendors[2]"}
-    assert "did you mean 'huawei'?" in found["accelerator.vendors[1]"]
+    assert "did you mean 'ascend'?" in found["accelerator.vendors[1]"]
     for vendor in KNOWN_VENDORS:
         assert vendor in found["accelerator.vendors[2]"]
 
@@ -439,7 +439,7 @@ ROUND_TRIP = [
         args=["--a", ""],
         image="img:1",
         devices_per_worker=2,
-        accelerator={"vendors": ["huawei"], "models": ["Ascend-910B"], "min_memory": "64GB"},
+        accelerator={"vendors": ["ascend"], "models": ["Ascend-910B"], "min_memory": "64GB"},
         queue="q1",
         priority=7,
         env={"A": "1", "B": ""},
@@ -561,7 +561,7 @@ def test_proto_gets_the_same_errors() -> None:
     msg = job_pb2.JobSpec(
         command=["python"], workers=5000, devices_per_worker=0, env={"RANK": "1"}, checkpoint_dir="rel"
     )
-    msg.accelerator.vendors.append("ascend")
+    msg.accelerator.vendors.append("npu")
     with pytest.raises(SpecError) as info:
         spec_from_proto(msg)
     found = {p.path: p.message for p in info.value.problems}
@@ -591,3 +591,8 @@ def test_bad_example_names_every_mistake() -> None:
     paths = [p.path for p in info.value.problems]
     assert len(paths) >= 5 and len(set(paths)) == len(paths)
     assert yaml.safe_load((REPO / "examples" / "bad-job.yaml").read_text())  # it is valid YAML
+
+
+def test_earlier_vendor_names_still_read_as_the_current_ones() -> None:
+    spec = parse_spec(base(devices_per_worker=1, accelerator={"vendors": ["huawei", "mthreads"]}))
+    assert list(spec.accelerator.vendors) == ["ascend", "moorethreads"]

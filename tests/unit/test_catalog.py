@@ -8,7 +8,15 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from scheduler.catalog import SOURCED_FIELDS, VENDORS, CatalogError, DeviceCatalog, DeviceModel
+from scheduler.catalog import (
+    SOURCED_FIELDS,
+    VENDORS,
+    AllocationRule,
+    CatalogError,
+    DeviceCatalog,
+    DeviceModel,
+    allocation_rule,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -28,16 +36,30 @@ REQUIRED = [
     ("nvidia", "P100 16GB"),
     ("amd", "MI300X"),
     ("amd", "MI250X"),
-    ("huawei", "Ascend 910B"),
+    ("ascend", "Ascend 910B"),
+    ("ascend", "Ascend 910B4"),
+    ("ascend", "Ascend 310P3"),
+    ("ascend", "Ascend 910C"),
     ("cambricon", "MLU370-X8"),
+    ("cambricon", "MLU370-X4"),
     ("cambricon", "MLU590"),
     ("hygon", "K100"),
+    ("hygon", "K100-AI"),
     ("hygon", "Z100"),
     ("moorethreads", "MTT S4000"),
+    ("moorethreads", "MTT S5000"),
+    ("moorethreads", "MTT S80"),
     ("iluvatar", "BI-V150"),
+    ("iluvatar", "BI-V100"),
+    ("iluvatar", "MR-V100"),
     ("metax", "C500"),
+    ("metax", "C550"),
     ("kunlunxin", "P800"),
+    ("kunlunxin", "P800 PCIe"),
+    ("kunlunxin", "R200"),
     ("enflame", "S60"),
+    ("enflame", "L300"),
+    ("enflame", "i20"),
 ]
 
 
@@ -69,8 +91,16 @@ def test_vendor_ids_are_the_fixed_set(catalog: DeviceCatalog) -> None:
 def test_every_figure_names_its_source(catalog: DeviceCatalog) -> None:
     for m in catalog:
         for field in SOURCED_FIELDS:
-            if getattr(m, field) is not None:
+            if m.needs_source(field):
                 assert m.sources.get(field, "").strip(), f"{m.label()}.{field} has no source"
+
+
+def test_only_uncited_defaults_go_without_a_source(catalog: DeviceCatalog) -> None:
+    h100 = catalog.get("nvidia", "H100 80GB")
+    assert h100 is not None and h100.chips_per_board == 1
+    assert not h100.needs_source("chips_per_board") and not h100.needs_source("allocation")
+    x8 = catalog.get("cambricon", "MLU370-X8")
+    assert x8 is not None and x8.needs_source("chips_per_board") and x8.needs_source("board_tdp_w")
 
 
 def test_every_model_states_its_stack(catalog: DeviceCatalog) -> None:
@@ -85,6 +115,11 @@ def test_every_model_states_its_stack(catalog: DeviceCatalog) -> None:
         ("metax", "C500", "bf16_tflops", "S"),
         ("hygon", "K100-AI", "tdp_w", "V-out"),
         ("nvidia", "H20", "bf16_tflops", "S"),
+        ("ascend", "Ascend 310P3", "board_tdp_w", "S"),
+        ("ascend", "Ascend 910C", "memory_gib", "S"),
+        ("cambricon", "MLU370-X8", "board_tdp_w", "V-out"),
+        ("kunlunxin", "R200", "fp16_tflops", "S"),
+        ("enflame", "L300", "memory_gib", "V-out"),
     ],
 )
 def test_low_confidence_figures_keep_their_tag(
@@ -106,7 +141,7 @@ def test_known_figures(catalog: DeviceCatalog) -> None:
     assert h100 is not None
     assert (h100.memory_gib, h100.tdp_w, h100.island_size) == (80, 700, 8)
     assert h100.k8s_resource == "nvidia.com/gpu"
-    ascend = catalog.get("huawei", "Ascend 910B")
+    ascend = catalog.get("ascend", "Ascend 910B")
     assert ascend is not None
     assert (ascend.k8s_resource, ascend.visibility_env) == (
         "huawei.com/Ascend910",
@@ -115,6 +150,137 @@ def test_known_figures(catalog: DeviceCatalog) -> None:
     p800 = catalog.get("kunlunxin", "P800")
     assert p800 is not None
     assert (p800.memory_gib, p800.tdp_w, p800.island_size) == (96, 400, 4)
+
+
+# --- chips and boards -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vendor", "model", "chips", "memory_gib", "tdp_w", "board_tdp_w"),
+    [
+        ("cambricon", "MLU370-X8", 2, 24, 125, 250),
+        ("iluvatar", "BI-V150", 2, 32, 175, 350),
+        ("ascend", "Ascend 310P3", 2, 48, 75, 150),
+        ("amd", "MI250X", 2, 64, 280, 560),
+        ("ascend", "Ascend 910C", 2, 64, None, None),
+    ],
+)
+def test_two_chip_boards_are_described_per_chip(
+    catalog: DeviceCatalog,
+    vendor: str,
+    model: str,
+    chips: int,
+    memory_gib: float,
+    tdp_w: float | None,
+    board_tdp_w: float | None,
+) -> None:
+    m = catalog.get(vendor, model)
+    assert m is not None
+    assert (m.chips_per_board, m.memory_gib, m.tdp_w, m.board_tdp_w) == (
+        chips,
+        memory_gib,
+        tdp_w,
+        board_tdp_w,
+    )
+
+
+def test_per_chip_throughput_and_islands(catalog: DeviceCatalog) -> None:
+    mi250x = catalog.get("amd", "MI250X")
+    assert mi250x is not None and mi250x.dense_tflops == pytest.approx(383 / 2)
+    x8 = catalog.get("cambricon", "MLU370-X8")
+    assert x8 is not None and x8.island_size == 8  # 4 bridged cards = 8 chips
+    a3 = catalog.get("ascend", "Ascend 910C")
+    assert a3 is not None and a3.island_size == 16
+
+
+def test_single_chip_boards_by_default(catalog: DeviceCatalog) -> None:
+    for name in ("H100 80GB", "Ascend 910B", "P800", "S60", "C500"):
+        m = catalog.get("", name)
+        assert m is not None and m.chips_per_board == 1 and m.board_tdp_w is None, name
+    mr = catalog.get("iluvatar", "MR-V100")
+    assert mr is not None and mr.chips_per_board is None  # a 'DUO' exists; chip count unknown
+
+
+def test_stack_overrides_per_model(catalog: DeviceCatalog) -> None:
+    p310 = catalog.get("ascend", "Ascend 310P3")
+    assert p310 is not None and p310.k8s_resource == "huawei.com/Ascend310P"
+    assert "Ascend310P" in p310.sources["k8s_resource"]
+
+
+# --- allocation rules ------------------------------------------------------------------------
+
+
+def test_vendor_allocation_rules(catalog: DeviceCatalog) -> None:
+    p800 = catalog.get("kunlunxin", "P800")
+    assert p800 is not None and p800.allocation == AllocationRule(sizes=(1, 2, 4, 8), within_island=True)
+    assert "HAMi" in p800.sources["allocation"] and "§7.6" in p800.sources["allocation"]
+    a3 = catalog.get("ascend", "Ascend 910C")
+    assert a3 is not None and a3.allocation == AllocationRule(multiple_of=2)
+    assert allocation_rule("kunlunxin", "P800 OAM") == p800.allocation
+    assert allocation_rule("huawei", "Ascend910") == a3.allocation
+    assert allocation_rule("nvidia", "H100 80GB") is None
+    assert allocation_rule("nvidia", "B200") is None
+    assert allocation_rule("kunlunxin", "P800 PCIe") is None
+
+
+@pytest.mark.parametrize(
+    ("rule", "allowed", "refused"),
+    [
+        (AllocationRule(sizes=(1, 2, 4, 8), within_island=True), [0, 1, 2, 4, 8], [3, 5, 6, 7, 16]),
+        (AllocationRule(multiple_of=2), [0, 2, 4, 6, 16], [1, 3, 5]),
+        (AllocationRule(sizes=(2, 4), multiple_of=2), [2, 4], [1, 6]),
+    ],
+)
+def test_rule_allows(rule: AllocationRule, allowed: list[int], refused: list[int]) -> None:
+    assert all(rule.allows(n) for n in allowed)
+    assert not any(rule.allows(n) for n in refused)
+
+
+def test_rule_in_words() -> None:
+    assert AllocationRule(sizes=(1, 2, 4, 8), within_island=True).describe() == (
+        "takes 1, 2, 4 or 8 devices per worker, within one interconnect island where they fit in one"
+    )
+    assert AllocationRule(multiple_of=2).describe() == "takes devices in index-aligned groups of 2"
+
+
+@pytest.mark.parametrize(
+    ("allocation", "expected"),
+    [
+        ({"sizes": [4, 2]}, "sizes: must be ascending without repeats (got [4, 2])"),
+        ({"sizes": [1, 2], "multiple_of": 2}, "every size must be a multiple of multiple_of (2)"),
+        ({}, "states no rule; write `allocation: null` instead"),
+        ({"sizes": []}, "sizes: list at least one count"),
+        ({"sizes": [0, 1]}, "must be a positive"),
+        ({"multiple_of": 2, "pairs": True}, "pairs: unknown field"),
+    ],
+)
+def test_bad_allocation_rules(tmp_path: Path, allocation: dict[str, Any], expected: str) -> None:
+    msg = problems(write(tmp_path, entry(allocation=allocation, sources=SRC(allocation=1))))
+    assert "models[0] (cambricon MLU590).allocation" in msg
+    assert expected in msg
+
+
+def test_allocation_rule_needs_a_source(tmp_path: Path) -> None:
+    msg = problems(write(tmp_path, entry(allocation={"multiple_of": 2})))
+    assert ".allocation: has a value but no source" in msg
+
+
+def test_board_power_only_on_multi_chip_boards(tmp_path: Path) -> None:
+    msg = problems(write(tmp_path, entry(chips_per_board=1, board_tdp_w=250, sources=SRC(board_tdp_w=1))))
+    assert ".board_tdp_w: is for boards of several chips" in msg
+
+
+def test_chip_tdp_is_the_board_share(tmp_path: Path) -> None:
+    two = {"chips_per_board": 2, "board_tdp_w": 250}
+    srcs = SRC(tdp_w=1, chips_per_board=1, board_tdp_w=1)
+    msg = problems(write(tmp_path, entry(tdp_w=250, sources=srcs, **two)))
+    assert ".tdp_w: must be board_tdp_w / chips_per_board = 125" in msg
+    assert DeviceCatalog.load(write(tmp_path, entry(tdp_w=125, sources=srcs, **two)))
+    # A chip count needs a source; an unknown one (null) does not.
+    assert ".chips_per_board: has a value but no source" in problems(
+        write(tmp_path, entry(chips_per_board=2))
+    )
+    assert DeviceCatalog.load(write(tmp_path, entry(chips_per_board=None)))
 
 
 # --- lookups --------------------------------------------------------------------------------
@@ -137,12 +303,35 @@ def test_known_figures(catalog: DeviceCatalog) -> None:
         ("nvidia", "GeForce-RTX-4090", "RTX 4090"),
         ("nvidia", "Tesla-T4", "T4"),
         ("nvidia", "H800-80GB-HBM3", "H800"),
-        ("huawei", "Ascend-910B", "Ascend 910B"),
-        ("huawei", "910B2C", "Ascend 910B"),
+        ("ascend", "Ascend-910B", "Ascend 910B"),
+        ("ascend", "910B2C", "Ascend 910B"),
         ("cambricon", "mlu370_x8", "MLU370-X8"),
         ("mthreads", "MTTS4000", "MTT S4000"),
         ("hygon", "K100_AI", "K100-AI"),
         ("metax", "MXC500", "C500"),
+        # what the vendor tools print (research §N.2), and the old vendor name
+        ("huawei", "910B2C", "Ascend 910B"),
+        ("ascend", "Ascend 910B2C", "Ascend 910B"),
+        ("ascend", "Ascend910B3", "Ascend 910B"),
+        ("ascend", "910B4", "Ascend 910B4"),
+        ("ascend", "Ascend910", "Ascend 910C"),
+        ("ascend", "310P3", "Ascend 310P3"),
+        ("cambricon", "MLU370-X8", "MLU370-X8"),
+        ("cambricon", "MLU370-X4", "MLU370-X4"),
+        ("hygon", "K100_AI", "K100-AI"),
+        ("hygon", "Z100L", "Z100"),
+        ("moorethreads", "MTT S80", "MTT S80"),
+        ("moorethreads", "MTT S5000", "MTT S5000"),
+        ("moorethreads", "MTTS4000", "MTT S4000"),
+        ("iluvatar", "Iluvatar BI-V150", "BI-V150"),
+        ("iluvatar", "Iluvatar BI-V100", "BI-V100"),
+        ("metax", "MetaX C500", "C500"),
+        ("metax", "MXC550", "C550"),
+        ("kunlunxin", "P800 OAM", "P800"),
+        ("kunlunxin", "P800 PCIe", "P800 PCIe"),
+        ("enflame", "S60", "S60"),
+        ("enflame", "L300", "L300"),
+        ("amd", "AMD Instinct MI250X", "MI250X"),
     ],
 )
 def test_lookup_by_name_or_alias(catalog: DeviceCatalog, vendor: str, name: str, model: str) -> None:
@@ -153,7 +342,11 @@ def test_lookup_by_name_or_alias(catalog: DeviceCatalog, vendor: str, name: str,
 
 def test_lookup_misses_are_none(catalog: DeviceCatalog) -> None:
     assert catalog.get("", "B200") is None
-    assert catalog.get("huawei", "H100 80GB") is None
+    # Not known to be the same part as an entry, so not matched (notes say why).
+    assert catalog.get("enflame", "S60G") is None
+    assert catalog.get("iluvatar", "BI-V150S") is None
+    assert catalog.get("cambricon", "MLUXXX-XX") is None
+    assert catalog.get("ascend", "H100 80GB") is None
     assert catalog.get("nobody", "T4") is None
 
 
@@ -172,9 +365,23 @@ def test_unknowns_stay_none(catalog: DeviceCatalog) -> None:
     mlu590 = catalog.get("cambricon", "MLU590")
     assert mlu590 is not None
     assert (mlu590.memory_gib, mlu590.tdp_w, mlu590.dense_tflops) == (None, None, None)
-    ascend = catalog.get("huawei", "Ascend 910B")
+    ascend = catalog.get("ascend", "Ascend 910B")
     assert ascend is not None
     assert ascend.tdp_w is None and ascend.island_size is None
+    # Figures the research tags [U] stay null and are quoted in the notes.
+    for vendor, model, quoted in [
+        ("ascend", "Ascend 910C", "~310 W"),
+        ("enflame", "i20", "150 W"),
+        ("hygon", "Z100", "32 GB"),
+        ("iluvatar", "BI-V150", None),
+        ("kunlunxin", "P800", "~345"),
+    ]:
+        m = catalog.get(vendor, model)
+        assert m is not None and m.dense_tflops is None, model
+        if quoted:
+            assert quoted in m.notes, model
+    r200 = catalog.get("kunlunxin", "R200")
+    assert r200 is not None and r200.memory_gib is None  # 16 GB and 32 GB variants
 
 
 @pytest.mark.parametrize(
@@ -212,9 +419,9 @@ def test_relative_speed_orders_generations(catalog: DeviceCatalog) -> None:
 
 
 def test_relative_speed_unknowns_are_none(catalog: DeviceCatalog) -> None:
-    assert catalog.relative_speed("huawei", "Ascend 910B") is None
+    assert catalog.relative_speed("ascend", "Ascend 910B") is None
     assert catalog.relative_speed("nvidia", "B200") is None
-    assert catalog.relative_speed("nvidia", "T4", reference=("huawei", "Ascend 910B")) is None
+    assert catalog.relative_speed("nvidia", "T4", reference=("ascend", "Ascend 910B")) is None
 
 
 def test_relative_speed_other_reference(catalog: DeviceCatalog) -> None:

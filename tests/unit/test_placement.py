@@ -19,7 +19,7 @@ from scheduler.placement.taskmix import TaskMix, fragmentation
 
 H100 = ("nvidia", "H100")
 A100 = ("nvidia", "A100 80GB")
-ASCEND = ("huawei", "Ascend 910B")
+ASCEND = ("ascend", "Ascend 910B")
 SPEED = {H100: 990.0, A100: 312.0, ASCEND: None}
 
 

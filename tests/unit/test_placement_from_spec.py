@@ -25,7 +25,7 @@ def test_everything_maps() -> None:
         workers=4,
         devices_per_worker=8,
         accelerator={
-            "vendors": ["nvidia", "huawei"],
+            "vendors": ["nvidia", "ascend"],
             "models": ["H100-SXM5-80GB"],
             "min_memory": "64GiB",
             "min_tflops": 400,
@@ -37,7 +37,7 @@ def test_everything_maps() -> None:
         job_id="j1",
         workers=4,
         shape=WorkerShape(devices=8, cpu_milli=1500, memory_mib=16 * 1024, island_required=True),
-        vendors=("nvidia", "huawei"),
+        vendors=("nvidia", "ascend"),
         models=("H100-SXM5-80GB",),
         min_memory_bytes=64 * 2**30,
         min_tflops=400.0,

@@ -14,12 +14,12 @@ queues:
     weight: 2
     cohort: lab
     quotas:
-      - {vendor: huawei, model: "Ascend 910B", nominal: 64, borrowing_limit: 32}
+      - {vendor: ascend, model: "Ascend 910B", nominal: 64, borrowing_limit: 32}
       - {vendor: nvidia, nominal: 16}
   - name: prod
     cohort: lab
     quotas:
-      - {vendor: huawei, model: "Ascend 910B", nominal: 32}
+      - {vendor: ascend, model: "Ascend 910B", nominal: 32}
 """
 
 
@@ -33,8 +33,8 @@ def test_good_file_and_lookups() -> None:
     qs = QueueSet.parse(GOOD)
     assert qs.names == ["research", "prod", DEFAULT_QUEUE]
     assert qs.weight("research") == 2.0 and qs.weight("prod") == 1.0
-    assert qs.quota_for("research", ("huawei", "Ascend 910B")) == (64, 32)
-    assert qs.quota_for("research", ("huawei", "ascend 910b")) == (64, 32)  # models match case-blind
+    assert qs.quota_for("research", ("ascend", "Ascend 910B")) == (64, 32)
+    assert qs.quota_for("research", ("ascend", "ascend 910b")) == (64, 32)  # models match case-blind
     assert qs.quota_for("research", ("nvidia", "H100")) == (16, None)  # in a cohort: cohort decides
     assert qs.quota_for("research", ("cambricon", "MLU370")) is None  # no entry: unlimited
     assert qs.quota_for("prod", ("nvidia", "H100")) is None
@@ -80,8 +80,8 @@ def test_borrowing_limit_needs_a_cohort() -> None:
         ("queues: [{name: a, wieght: 2}]", "queues[0] (a).wieght: unknown field (did you mean 'weight'?)"),
         ("queues: [{name: a, weight: 0}]", "queues[0] (a).weight: must be a number > 0 (got 0)"),
         (
-            "queues: [{name: a, quotas: [{vendor: ascend, nominal: 1}]}]",
-            "quotas[0].vendor: unknown vendor 'ascend' (did you mean 'huawei'?)",
+            "queues: [{name: a, quotas: [{vendor: npu, nominal: 1}]}]",
+            "quotas[0].vendor: unknown vendor 'npu' (did you mean 'ascend'?)",
         ),
         ("queues: [{name: a, quotas: [{vendor: nvidia}]}]", "queues[0] (a).quotas[0].nominal: required"),
         ("queues: [{name: a, quotas: [{vendor: nvidia, nominal: 1.5}]}]", "must be a whole number"),

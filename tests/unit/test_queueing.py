@@ -20,7 +20,7 @@ from scheduler.queueing import (
 )
 
 H100 = ("nvidia", "H100")
-ASCEND = ("huawei", "Ascend 910B")
+ASCEND = ("ascend", "Ascend 910B")
 POLICIES = ["fgd", "best-fit"]
 
 
@@ -109,7 +109,7 @@ QUOTAS = """
 queues:
   - name: research
     quotas:
-      - {vendor: huawei, model: "Ascend 910B", nominal: 4}
+      - {vendor: ascend, model: "Ascend 910B", nominal: 4}
       - {vendor: nvidia, nominal: 0}
 """
 
@@ -124,7 +124,7 @@ def test_quota_caps_placement_and_reason_names_it(policy: str) -> None:
     assert [j for j, _ in result.placed] == ["j0", "j1"]
     assert all(d.pool == ASCEND for _, d in result.placed)
     assert result.waiting["j2"] == (
-        "waiting: needs 2 devices; it would fit now; queue research at quota 4/4 on huawei Ascend 910B; "
+        "waiting: needs 2 devices; it would fit now; queue research at quota 4/4 on ascend Ascend 910B; "
         "queue research at quota 0/0 on nvidia (all models)"
     )
 
@@ -148,17 +148,17 @@ def test_quota_counts_running_jobs_and_other_queues_are_unlimited() -> None:
     running = [start(cluster, "old", "npu-0", [0, 1, 2], queue="research")]
     result = run_pass([job("r", devices=2, queue="research"), job("d", devices=5)], cluster, queues, running)
     assert [j for j, _ in result.placed] == ["d"]
-    assert "queue research at quota 3/4 on huawei Ascend 910B" in result.waiting["r"]
+    assert "queue research at quota 3/4 on ascend Ascend 910B" in result.waiting["r"]
 
 
 COHORT = """
 queues:
   - name: a
     cohort: lab
-    quotas: [{vendor: huawei, model: "Ascend 910B", nominal: 4, borrowing_limit: 2}]
+    quotas: [{vendor: ascend, model: "Ascend 910B", nominal: 4, borrowing_limit: 2}]
   - name: b
     cohort: lab
-    quotas: [{vendor: huawei, model: "Ascend 910B", nominal: 4}]
+    quotas: [{vendor: ascend, model: "Ascend 910B", nominal: 4}]
 """
 
 
@@ -169,7 +169,7 @@ def test_borrowing_within_cohort_up_to_borrowing_limit(policy: str) -> None:
     result = run_pass([job(f"a{i}", queue="a", t=i) for i in range(8)], cluster, queues, policy=policy)
     assert len(result.placed) == 6  # nominal 4 + borrowing limit 2, though b lends 4
     assert result.waiting["a6"] == (
-        "waiting: needs 1 device; it would fit now; queue a at quota 6/6 on huawei Ascend 910B "
+        "waiting: needs 1 device; it would fit now; queue a at quota 6/6 on ascend Ascend 910B "
         "(nominal 4 + 2 borrowable in cohort lab)"
     )
 
@@ -488,7 +488,7 @@ def test_unknown_queue_waits_with_the_known_ones_listed() -> None:
 
 def test_cpu_only_and_unmatched_requests_get_engine_reasons() -> None:
     cluster = ClusterState([node("n", H100, 1)])
-    result = run_pass([job("cpu", devices=0, workers=2), job("npu", vendors=("huawei",))], cluster)
+    result = run_pass([job("cpu", devices=0, workers=2), job("npu", vendors=("ascend",))], cluster)
     assert "cpu" in placed_nodes(result)
     assert result.waiting["npu"].startswith("waiting: no connected device matches")
 
@@ -503,7 +503,7 @@ def test_queue_usage_rows() -> None:
     assert [
         (r.selector, r.nominal, r.borrowing_limit, r.in_use, r.pending_devices) for r in research.rows
     ] == [
-        ("huawei Ascend 910B", 4, 0, 2.0, 2.0),
+        ("ascend Ascend 910B", 4, 0, 2.0, 2.0),
         ("nvidia (all models)", 0, 0, 0.0, 2.0),
     ]
     assert (research.running_jobs, research.pending_jobs, research.in_use) == (1, 1, 2.0)

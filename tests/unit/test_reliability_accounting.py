@@ -339,7 +339,7 @@ def test_ettr_is_productive_over_elapsed() -> None:
 
 def test_mtbf_is_exposure_over_failures() -> None:
     rows = mtbf_rows(
-        {H100: 800 * 3600.0, ("huawei", "Ascend910B"): 100 * 3600.0},
+        {H100: 800 * 3600.0, ("ascend", "Ascend910B"): 100 * 3600.0},
         [("gpu", *H100), ("gpu", *H100), ("gpu_memory", *H100)],
     )
     by = {(r.component, r.model): r for r in rows}

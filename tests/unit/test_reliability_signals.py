@@ -196,3 +196,44 @@ def test_bad_table_names_entry_and_field(mutate: Any, expected: str) -> None:
     with pytest.raises(TableError) as err:
         SignalTable.parse(data)
     assert any(expected in p for p in err.value.problems), err.value.problems
+
+
+def vendor_event(vendor: str, code: int) -> common_pb2.HealthEvent:
+    return common_pb2.HealthEvent(
+        device_index=3,
+        kind=common_pb2.HEALTH_EVENT_KIND_VENDOR,
+        code=code,
+        vendor=vendor,
+        message="from the tool",
+    )
+
+
+@pytest.mark.parametrize(
+    ("code", "severity", "blame", "early", "cls"),
+    [
+        (0x80E01801, C, HW, False, "RestartNPU"),  # HBM uncorrectable: reset the NPU
+        (0x80E18402, C, HW, False, "SeparateNPU"),  # isolate the NPU
+        (0x81078603, W, UNK, True, "PreSeparateNPUNetwork"),  # RoCE link down: warn, then isolate
+    ],
+)  # fmt: skip
+def test_ascend_codes_are_classified_through_the_vendor_table(
+    code: int, severity: Severity, blame: Blame, early: bool, cls: str
+) -> None:
+    signal = classify(from_health_event(vendor_event("ascend", code)))
+    assert (signal.severity, signal.early_warning, signal.failure_class) == (severity, early, f"ascend:{cls}")
+    assert signal.blame is blame or severity is not C
+    assert f"ascend {code:08X}" in signal.reason and signal.device_index == 3
+    assert "faultCode.json" in signal.source or "mind-cluster" in signal.source
+
+
+def test_unlisted_vendor_codes_and_tableless_vendors_fall_back() -> None:
+    unlisted = classify(from_health_event(vendor_event("ascend", 0x12345678)))
+    assert "not in the ascend table" in unlisted.reason and unlisted.severity is W
+    generic = classify(from_health_event(vendor_event("moorethreads-without-table", 9)))
+    assert generic.failure_class == "vendor 9" and generic.severity is W
+
+
+def test_a_vendor_tool_that_hangs_is_a_node_warning_that_stops_nothing() -> None:
+    event = common_pb2.HealthEvent(kind=common_pb2.HEALTH_EVENT_KIND_TOOL_ERROR, message="npu-smi timed out")
+    signal = classify(from_health_event(event))
+    assert (signal.severity, signal.component, signal.early_warning) == (W, NODE, False)

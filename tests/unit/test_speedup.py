@@ -10,7 +10,7 @@ from scheduler.placement.speedup import MIN_JOBS, RateBaseline
 
 H100 = ("nvidia", "H100 80GB")
 A100 = ("nvidia", "A100 80GB")
-ASCEND = ("huawei", "Ascend 910B")
+ASCEND = ("ascend", "Ascend 910B")
 
 
 def req(job_id: str, **rates: float) -> PlacementRequest:

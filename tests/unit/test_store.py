@@ -12,9 +12,9 @@ from scheduler.store import Store
 
 def test_migrations_create_a_wal_sqlite_file_and_are_idempotent(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
-    assert store.schema_version() == "0004"
+    assert store.schema_version() == "0005"
     store.migrate()
-    assert store.schema_version() == "0004"
+    assert store.schema_version() == "0005"
     store.close()
     conn = sqlite3.connect(tmp_path / "corral.db")
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

@@ -97,6 +97,10 @@ class _HealthEventKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Healt
     """rows wait for a GPU reset to be remapped"""
     HEALTH_EVENT_KIND_ROW_REMAP_FAILED: _HealthEventKind.ValueType  # 10
     """a row could not be remapped"""
+    HEALTH_EVENT_KIND_TOOL_ERROR: _HealthEventKind.ValueType  # 11
+    """The vendor's management tool or library timed out or answered nothing readable; the
+    device may be fine, but the agent cannot see it.
+    """
 
 class HealthEventKind(_HealthEventKind, metaclass=_HealthEventKindEnumTypeWrapper): ...
 
@@ -121,6 +125,10 @@ HEALTH_EVENT_KIND_ROW_REMAP_PENDING: HealthEventKind.ValueType  # 9
 """rows wait for a GPU reset to be remapped"""
 HEALTH_EVENT_KIND_ROW_REMAP_FAILED: HealthEventKind.ValueType  # 10
 """a row could not be remapped"""
+HEALTH_EVENT_KIND_TOOL_ERROR: HealthEventKind.ValueType  # 11
+"""The vendor's management tool or library timed out or answered nothing readable; the
+device may be fine, but the agent cannot see it.
+"""
 Global___HealthEventKind: _TypeAlias = HealthEventKind  # noqa: Y015
 
 class _Severity:
@@ -185,6 +193,8 @@ class Device(_message.Message):
     SIMULATED_FIELD_NUMBER: _builtins.int
     VISIBILITY_ENV_FIELD_NUMBER: _builtins.int
     HEALTH_FIELD_NUMBER: _builtins.int
+    BOARD_ID_FIELD_NUMBER: _builtins.int
+    SOURCE_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """node-local index, the value of the visibility variable"""
     vendor: _builtins.str
@@ -206,6 +216,14 @@ class Device(_message.Message):
     """e.g. CUDA_VISIBLE_DEVICES, ASCEND_RT_VISIBLE_DEVICES"""
     health: Global___DeviceHealth.ValueType
     """as the control plane sees it (unset in agent reports)"""
+    board_id: _builtins.str
+    """Chips of one board share a board_id (MLU370-X8, BI-V150, Atlas 300I Duo, MI250X; empty for a
+    board of one chip). The board's power is reported on one of its chips only.
+    """
+    source: _builtins.str
+    """How the agent reads this device: "nvml", "library", "cli", "simulated", "recorded" (simulated
+    from recorded vendor tool output, parsed by the real parser).
+    """
     @_builtins.property
     def peer_indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """Devices this one shares a fast interconnect with (NVLink, HCCS, MLU-Link ...), by index."""
@@ -228,10 +246,12 @@ class Device(_message.Message):
         simulated: _builtins.bool = ...,
         visibility_env: _builtins.str = ...,
         health: Global___DeviceHealth.ValueType = ...,
+        board_id: _builtins.str = ...,
+        source: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["bus_id", b"bus_id", "health", b"health", "index", b"index", "interconnect", b"interconnect", "memory_bytes", b"memory_bytes", "model", b"model", "peer_indices", b"peer_indices", "power_limit_default_w", b"power_limit_default_w", "power_limit_max_w", b"power_limit_max_w", "power_limit_min_w", b"power_limit_min_w", "power_limit_settable", b"power_limit_settable", "simulated", b"simulated", "uuid", b"uuid", "vendor", b"vendor", "visibility_env", b"visibility_env"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["board_id", b"board_id", "bus_id", b"bus_id", "health", b"health", "index", b"index", "interconnect", b"interconnect", "memory_bytes", b"memory_bytes", "model", b"model", "peer_indices", b"peer_indices", "power_limit_default_w", b"power_limit_default_w", "power_limit_max_w", b"power_limit_max_w", "power_limit_min_w", b"power_limit_min_w", "power_limit_settable", b"power_limit_settable", "simulated", b"simulated", "source", b"source", "uuid", b"uuid", "vendor", b"vendor", "visibility_env", b"visibility_env"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -56,6 +56,8 @@ def describe_health_event(node_name: str, event: common_pb2.HealthEvent) -> str:
     kind = common_pb2.HealthEventKind.Name(event.kind).removeprefix("HEALTH_EVENT_KIND_")
     severity = common_pb2.Severity.Name(event.severity).removeprefix("SEVERITY_")
     code = f" {event.code}" if event.code else ""
+    if event.kind == common_pb2.HEALTH_EVENT_KIND_VENDOR and event.vendor:
+        code = f" {event.vendor} {vendor_code_text(event.vendor, event.code)}"
     injected = " (injected)" if event.injected else ""
     return f"device {event.device_index} on {node_name}: {kind}{code} {severity}{injected}: {event.message}"
 
@@ -64,7 +66,17 @@ def cause_of(event: common_pb2.HealthEvent) -> str:
     kind = common_pb2.HealthEventKind.Name(event.kind).removeprefix("HEALTH_EVENT_KIND_").lower()
     if event.kind in (common_pb2.HEALTH_EVENT_KIND_XID, common_pb2.HEALTH_EVENT_KIND_DEVICE_LOST):
         return f"xid:{event.code}" if event.code else kind
+    if event.kind == common_pb2.HEALTH_EVENT_KIND_VENDOR and event.vendor:
+        return f"vendor:{event.vendor}:{vendor_code_text(event.vendor, event.code)}"
     return f"{kind}:{event.code}" if event.code else kind
+
+
+def vendor_code_text(vendor: str, code: int) -> str:
+    """A vendor code as the vendor prints it (Ascend's in hex, 80E01801)."""
+    from agents.backends.vendors.faults import fault_table
+
+    table = fault_table(vendor)
+    return table.format_code(code) if table else str(code)
 
 
 class HealthTracker:
