@@ -30,14 +30,12 @@ import importlib
 import io
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors.amd_tables import (
     FAULT_LOST,
-    canonical_bus_id,
     ecc_faults,
     gpu_entries,
     load_json,
@@ -48,13 +46,17 @@ from agents.backends.vendors.amd_tables import (
     with_rocmsmi_json,
 )
 from agents.backends.vendors.amd_tables import VENDOR as VENDOR  # the module contract's name
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import any_critical
 from agents.backends.vendors.library import LibraryCallError, LibraryUnavailable
+from agents.backends.vendors.smi_table import canonical_bus_id
 from agents.backends.vendors.snapshot import (
     ChipReading,
     NodeSnapshot,
     NotASummaryTable,
     VendorFault,
+    check_power_range,
+    first_line,
+    share_board_power,
 )
 from agents.backends.vendors.tool import (
     DEFAULT_TIMEOUT_S,
@@ -62,6 +64,7 @@ from agents.backends.vendors.tool import (
     ToolError,
     ToolRunner,
     ToolTimeout,
+    first_installed,
 )
 
 TOOLS = ("amd-smi", "rocm-smi")
@@ -98,15 +101,7 @@ def group_boards(chips: Sequence[ChipReading]) -> tuple[ChipReading, ...]:
             boards.setdefault(serial, []).append(i)
     for pair in _pairs_in_bus_order(chips):
         boards[f"{chips[pair[0]].model}@{chips[pair[0]].bus_id or chips[pair[0]].index}"] = pair
-    out = list(chips)
-    for board, members in boards.items():
-        if len(members) < 2:
-            continue
-        powered = [i for i in members if out[i].power_w is not None]
-        for i in members:
-            keep = not powered or i == powered[0]
-            out[i] = replace(out[i], board_id=board, power_w=out[i].power_w if keep else None)
-    return tuple(out)
+    return share_board_power(chips, boards)
 
 
 def islands(chips: Sequence[ChipReading]) -> tuple[tuple[int, ...], ...]:
@@ -129,11 +124,9 @@ def _snapshot(source: str, chips: Sequence[ChipReading]) -> NodeSnapshot:
 
 # --------------------------------------------------------------------------- summary tables
 def _refuse(text: str, why: str) -> NotASummaryTable:
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    seen = f"first line {first[:80]!r}" if first else "no text at all"
     return NotASummaryTable(
         "not an amd-smi or rocm-smi summary table: expected plain `amd-smi` (a 'BDF GPU-Name | ... "
-        f"Power-Usage' table) or plain `rocm-smi` (its Concise Info table); {why} ({seen})"
+        f"Power-Usage' table) or plain `rocm-smi` (its Concise Info table); {why} ({first_line(text)})"
     )
 
 
@@ -170,9 +163,6 @@ class CliReader:
     def __init__(self, runner: ToolRunner | None = None, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
         self._runner = runner or SubprocessRunner(timeout_s=timeout_s, extra_dirs=TOOL_DIRS)
 
-    def _tool(self) -> str:
-        return next((tool for tool in TOOLS if self._has(tool)), TOOLS[0])
-
     def _json(self, argv: list[str]) -> Any:
         """Enrichment output; None where this release lacks the subcommand (a hang still raises)."""
         try:
@@ -188,7 +178,7 @@ class CliReader:
         return bool(which(tool)) if callable(which) else False
 
     def read(self) -> NodeSnapshot:
-        if self._tool() != "amd-smi":
+        if first_installed(self._runner, TOOLS) != "amd-smi":
             return self._read_rocmsmi()
         table = self._runner.run(["amd-smi"])
         if "usage: amd-smi" in table and self._has("rocm-smi"):
@@ -328,7 +318,7 @@ class LibraryReader:
             utilization_pct=_number(
                 (self._call("amdsmi_get_gpu_activity", handle) or {}).get("gfx_activity")
             ),
-            healthy=not is_critical(faults),
+            healthy=not any_critical(VENDOR, faults),
             faults=faults,
             ecc_corrected_total=_int(_number(ecc.get("correctable_count"))),
             ecc_uncorrected_total=_int(uncorrectable),
@@ -414,9 +404,9 @@ class LibraryReader:
         limits = self._limits(handle, name)
         if not limits["power_limit_settable"]:
             raise PowerLimitError(f"GPU {index} takes no power cap here (VM guest, or no cap range reported)")
-        low, high = limits["power_limit_min_w"] or 0.0, limits["power_limit_max_w"]
-        if not low <= watts <= high:
-            raise PowerLimitError(f"{watts:g} W is outside GPU {index}'s cap range {low:g}-{high:g} W")
+        check_power_range(
+            f"GPU {index}", watts, limits["power_limit_min_w"] or 0.0, limits["power_limit_max_w"]
+        )
         _, factor = self._cap_info(handle)
         try:
             self._smi.amdsmi_set_power_cap(handle, 0, round(watts * factor))
@@ -425,11 +415,6 @@ class LibraryReader:
 
     def close(self) -> None:
         self._call("amdsmi_shut_down")
-
-
-def is_critical(faults: Sequence[VendorFault]) -> bool:
-    table = fault_table(VENDOR)
-    return table is not None and any(table.lookup(f.code).critical for f in faults)
 
 
 def _by_gpu(document: Any) -> dict[int, dict[str, Any]]:

@@ -21,6 +21,8 @@ from dataclasses import replace
 from typing import Any
 
 from agents.backends.vendors import units
+from agents.backends.vendors.boxed_table import boxed_rows, read_labelled, read_labelled_row
+from agents.backends.vendors.smi_table import canonical_bus_id
 from agents.backends.vendors.snapshot import ChipReading, NotASummaryTable, SnapshotError, VendorFault
 
 VENDOR = "amd"
@@ -61,15 +63,6 @@ def model_from_device_id(device_id: str) -> str:
         return ""
 
 
-def canonical_bus_id(raw: str) -> str:
-    text = raw.strip().lower()
-    m = re.fullmatch(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])", text)
-    if not m:
-        return text
-    domain, bus, dev, func = m.groups()
-    return f"{int(domain or '0', 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{func}"
-
-
 def ecc_faults(uncorrectable: int | None, deferred: int | None = None) -> tuple[VendorFault, ...]:
     faults = []
     if uncorrectable:
@@ -79,24 +72,6 @@ def ecc_faults(uncorrectable: int | None, deferred: int | None = None) -> tuple[
     return tuple(faults)
 
 
-def _sequential(labels: list[str], text: str, patterns: Mapping[str, re.Pattern[str]]) -> dict[str, str]:
-    """Consume `text` label by label; the last label takes the rest."""
-    values: dict[str, str] = {}
-    rest = text.strip()
-    for position, label in enumerate(labels):
-        if position == len(labels) - 1:
-            values[label] = rest.strip()
-            break
-        m = patterns.get(label, _TOKEN).match(rest) or _TOKEN.match(rest)
-        if not m:
-            values[label] = ""
-            continue
-        values[label] = m.group(0).strip()
-        rest = rest[m.end() :].lstrip()
-    return values
-
-
-_TOKEN = re.compile(r"\S+")
 _NA = r"N/A|-+"
 _PERCENT = re.compile(rf"(?:{_NA}|\d+(?:\.\d+)?\s*%)")
 
@@ -122,24 +97,8 @@ _AMDSMI_POWER = re.compile(
 _AMDSMI_VERSION = re.compile(r"AMD-SMI\s+(\d+(?:\.\d+)+)")
 
 
-def _boxed_rows(text: str) -> list[list[str]]:
-    rows = []
-    for line in text.splitlines():
-        s = line.strip()
-        if len(s) < 2 or s[0] != "|" or s[-1] != "|":
-            continue
-        cells = [c.strip() for c in s[1:-1].split("|")]
-        if all(re.fullmatch(r"[-=+\s]*", c) for c in cells):
-            continue
-        rows.append(cells)
-    return rows
-
-
 def _amdsmi_row(template: list[list[str]], cells: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for labels, cell in zip(template, cells, strict=False):
-        values.update(_sequential(labels, cell, _AMDSMI_VALUES))
-    return values
+    return read_labelled_row(template, cells, _AMDSMI_VALUES, strict=False, source="amd-smi")
 
 
 def _amdsmi_power(text: str) -> tuple[float | None, float | None]:
@@ -189,7 +148,7 @@ def _amdsmi_chip(values: dict[str, str]) -> ChipReading:
 
 def parse_amdsmi_table(text: str) -> tuple[str, list[ChipReading]]:
     """(source, chips) from plain `amd-smi`; NotASummaryTable without its header."""
-    rows = _boxed_rows(text)
+    rows = boxed_rows(text)
     header = next(
         (
             i
@@ -289,7 +248,7 @@ def parse_rocmsmi_table(text: str) -> tuple[str, list[ChipReading]]:
         if not re.match(r"\d+\s", line):
             i += 1  # the header's second line ("Name (20 chars) (Junction) ...") and the like
             continue
-        values = _sequential(labels, line, _ROCM_VALUES)
+        values = read_labelled(labels, line, _ROCM_VALUES, strict=False, source="rocm-smi")
         name = ""
         if i + 1 < len(body) and body[i + 1][:1].isspace() and not re.match(r"\s*\d+\s", body[i + 1]):
             name = body[i + 1].strip()

@@ -39,7 +39,7 @@ from agents.backends.vendors.ascend_npusmi import (
     parse_table,
     vdie_uuid,
 )
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import packaged_fault_table
 from agents.backends.vendors.snapshot import MIB, ChipReading, NodeSnapshot, SnapshotError, VendorFault
 from agents.backends.vendors.tool import SubprocessRunner, ToolError, ToolRunner, ToolTimeout
 
@@ -348,8 +348,8 @@ def _render_query(kind: str, chips: Sequence[_SimChip], npu_id: int, chip_id: in
 
 
 def _health_block(reading: ChipReading) -> dict[str, str]:
-    table = fault_table(VENDOR)
-    codes = [table.format_code(f.code) if table else f"{f.code:08X}" for f in reading.faults]
+    table = packaged_fault_table(VENDOR)
+    codes = [table.format_code(f.code) for f in reading.faults]
     said = list(dict.fromkeys(f.text for f in reading.faults if f.text))
     return {
         "Health Status": _state(reading),

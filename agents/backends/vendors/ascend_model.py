@@ -12,7 +12,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import any_critical
 from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault
 
 VENDOR = "ascend"
@@ -92,9 +92,7 @@ def health_from_dcmi(value: int) -> str:
 def is_healthy(state: str, faults: Iterable[VendorFault], lost: bool = False) -> bool:
     """Down when lost, when the health state is Alarm/Critical/UNKNOWN, or when any fault's class
     in faults/ascend.yaml is critical (RestartNPU, SeparateNPU, FreeRestartNPU, ...)."""
-    table = fault_table(VENDOR)
-    critical = table is not None and any(table.lookup(f.code).critical for f in faults)
-    return not lost and state not in UNHEALTHY_STATES and not critical
+    return not lost and state not in UNHEALTHY_STATES and not any_critical(VENDOR, faults)
 
 
 def effective_health(state: str, codes: Sequence[int]) -> str:

@@ -88,6 +88,11 @@ class VendorBackend(DeviceBackend):
         """One read on a worker thread; a read still running from last time is waited for
         rather than started twice (a hung tool must not pile up threads)."""
         with self._lock:
+            if self._tool_failing and self._pending is not None and not self._pending.done():
+                # Known hung: answer at once rather than wait out another deadline per sample.
+                raise ToolError(
+                    f"{self.reader.vendor} {self.reader.via}: the last read has still not returned"
+                )
             if self._pending is None or self._pending.done():
                 future: Future[NodeSnapshot] = Future()
                 self._pending = future

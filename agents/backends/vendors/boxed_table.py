@@ -11,7 +11,7 @@ rather than by column position is what survives the layout drift between tool ve
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from agents.backends.vendors.snapshot import SnapshotError
@@ -21,6 +21,8 @@ _RULE = re.compile(r"^[|+][-=+|]+[|+]$")
 # values are split, so the token count per label stays right.
 _LONE_UNITS = frozenset({"c", "℃", "°c", "w", "%", "mib", "mb", "gib"})
 _NUMBER = re.compile(r"^[-+]?\d+(?:\.\d+)?$")
+_RULE_CELL = re.compile(r"[-=+\s]*")
+_TOKEN = re.compile(r"\S+")
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,62 @@ def table_cells(line: str) -> list[str]:
     if body.endswith("|"):
         body = body[:-1]
     return body.split("|")
+
+
+def boxed_rows(text: str) -> list[list[str]]:
+    """Every `| a | b |` line of `text` as its stripped cells, rule rows (`|---+===|`) dropped:
+    for tables whose device rows are told apart by what they hold rather than by a fixed block
+    height (amd-smi, efsmi), read with `read_labelled_row`."""
+    rows = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if len(stripped) < 2 or stripped[0] != "|" or stripped[-1] != "|":
+            continue
+        cells = [cell.strip() for cell in table_cells(stripped)]
+        if all(_RULE_CELL.fullmatch(cell) for cell in cells):
+            continue
+        rows.append(cells)
+    return rows
+
+
+def read_labelled(
+    labels: Sequence[str], text: str, patterns: Mapping[str, re.Pattern[str]], *, strict: bool, source: str
+) -> dict[str, str]:
+    """Consume `text` label by label, each value matched by its label's pattern (one token for a
+    label without one); the last label takes the rest. A value that does not look like its
+    label's raises SnapshotError when `strict` (efsmi: the row is not the kind these labels
+    name), else the next token is taken, or "" when none is left (amd-smi, rocm-smi: a spelling
+    that drifted still reads)."""
+    values: dict[str, str] = {}
+    rest = text.strip()
+    for position, label in enumerate(labels):
+        if position == len(labels) - 1:
+            values[label] = rest.strip()
+            break
+        m = patterns.get(label, _TOKEN).match(rest) or (None if strict else _TOKEN.match(rest))
+        if m is None:
+            if strict:
+                raise SnapshotError(f"{source}: cannot read {label} from {text!r}")
+            values[label] = ""
+            continue
+        values[label] = m.group(0).strip()
+        rest = rest[m.end() :].lstrip()
+    return values
+
+
+def read_labelled_row(
+    template: Sequence[Sequence[str]],
+    cells: Sequence[str],
+    patterns: Mapping[str, re.Pattern[str]],
+    *,
+    strict: bool,
+    source: str,
+) -> dict[str, str]:
+    """One `boxed_rows` row read cell by cell against the header row's labels (`template`)."""
+    values: dict[str, str] = {}
+    for labels, cell in zip(template, cells, strict=False):
+        values.update(read_labelled(labels, cell, patterns, strict=strict, source=source))
+    return values
 
 
 def _is_rule(line: str) -> bool:

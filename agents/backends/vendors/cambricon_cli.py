@@ -26,14 +26,22 @@ from agents.backends.vendors.cambricon_common import (
     DRIVER_STATE_BASE,
     DRIVER_STATE_NAMES,
     INCIDENT_BASE,
+    VENDOR,
     RawChip,
     assemble,
     code_of,
     symbol,
-    table,
     with_board_power,
 )
-from agents.backends.vendors.snapshot import MIB, NodeSnapshot, NotASummaryTable, SnapshotError, VendorFault
+from agents.backends.vendors.faults import packaged_fault_table
+from agents.backends.vendors.snapshot import (
+    MIB,
+    NodeSnapshot,
+    NotASummaryTable,
+    SnapshotError,
+    VendorFault,
+    first_line,
+)
 from agents.backends.vendors.tool import ToolError
 
 TOOL = "cnmon"
@@ -75,9 +83,7 @@ def _assign(labels: list[str], tokens: list[str]) -> dict[str, str]:
 
 
 def _not_a_table(text: str, why: str) -> NotASummaryTable:
-    seen = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    shown = f"first line {seen[:80]!r}" if seen else "no text at all"
-    return NotASummaryTable(f"not a cnmon summary table: {why}; saw {shown}")
+    return NotASummaryTable(f"not a cnmon summary table: {why}; saw {first_line(text)}")
 
 
 def _header_rows(lines: list[str], start: int) -> tuple[list[list[list[str]]], int]:
@@ -382,7 +388,7 @@ def render_detail(snapshot: NodeSnapshot, index: int, version: str = RENDER_VERS
 
 
 def _incident_result(code: int) -> str:
-    return "FAIL" if table().lookup(code).critical else "WARN"
+    return "FAIL" if packaged_fault_table(VENDOR).lookup(code).critical else "WARN"
 
 
 def render_tool_output(argv: Sequence[str], snapshot: NodeSnapshot) -> str:

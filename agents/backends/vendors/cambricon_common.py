@@ -28,9 +28,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from agents.backends.base import PowerLimitError
-from agents.backends.vendors.faults import FaultTable, fault_table
-from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault
+from agents.backends.vendors.faults import any_critical, packaged_fault_table
+from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault, link_islands
 
 VENDOR = "cambricon"
 INTERCONNECT = "mlu-link"
@@ -81,23 +80,10 @@ class RawChip:
     ecc_uncorrected_total: int | None = None
 
 
-def check_range(what: str, watts: float, low: float | None, high: float | None) -> None:
-    """PowerLimitError when `watts` is outside the range the library reported."""
-    if (low is not None and watts < low) or (high is not None and watts > high):
-        shown = f"{'?' if low is None else f'{low:g}'}-{'?' if high is None else f'{high:g}'} W"
-        raise PowerLimitError(f"{what}: {watts:g} W is outside the settable {shown}")
-
-
-def table() -> FaultTable:
-    found = fault_table(VENDOR)
-    assert found is not None, "faults/cambricon.yaml is packaged with the agent"
-    return found
-
-
 def symbol(code: int) -> str:
     """The vendor's own name for a code (`CNDEV_XID_DBE_ECC_ERROR`), as tools print it; a code
     the table does not list is spelled `XID_<n>`, `INCIDENT_<n>` or `CODE_<n>`."""
-    meaning = table().lookup(code)
+    meaning = packaged_fault_table(VENDOR).lookup(code)
     if meaning.listed:
         return meaning.name.split(" ", 1)[0]
     if code < INCIDENT_BASE:
@@ -132,7 +118,7 @@ def fault(code: int) -> VendorFault:
 def codes_by_symbol() -> dict[str, int]:
     """`CNDEV_XID_DBE_ECC_ERROR` -> 15, also without the `CNDEV_` prefix, upper case."""
     found: dict[str, int] = {}
-    for code in table().codes:
+    for code in packaged_fault_table(VENDOR).codes:
         name = symbol(code).upper()
         found[name] = code
         found[name.removeprefix("CNDEV_")] = code
@@ -158,7 +144,7 @@ def _healthy(chip: RawChip, faults: Iterable[VendorFault]) -> bool:
         return False
     if chip.driver_state is not None and chip.driver_state != DRIVER_RUNNING:
         return False
-    return not any(table().lookup(f.code).critical for f in faults)
+    return not any_critical(VENDOR, faults)
 
 
 def boards(chips: Sequence[RawChip]) -> list[list[int]]:
@@ -198,22 +184,7 @@ def linked_islands(
     links: Iterable[tuple[int, int]], board_groups: Iterable[Sequence[int]]
 ) -> tuple[tuple[int, ...], ...]:
     """Connected components of the observed MLU-Link graph (a card's own chips are linked)."""
-    parent: dict[int, int] = {}
-
-    def root(i: int) -> int:
-        parent.setdefault(i, i)
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    pairs = list(links) + [(b[0], other) for b in board_groups for other in b[1:]]
-    for a, b in pairs:
-        parent[root(a)] = root(b)
-    groups: dict[int, list[int]] = {}
-    for i in list(parent):
-        groups.setdefault(root(i), []).append(i)
-    return tuple(sorted((tuple(sorted(g)) for g in groups.values() if len(g) > 1), key=lambda g: g[0]))
+    return link_islands([*links, *((b[0], other) for b in board_groups for other in b[1:])])
 
 
 def assemble(

@@ -24,11 +24,11 @@ from agents.backends.vendors.cambricon_common import (
     VENDOR,
     RawChip,
     assemble,
-    check_range,
     fault,
 )
-from agents.backends.vendors.library import LibraryCallError, LibraryUnavailable, load_library
-from agents.backends.vendors.snapshot import MIB, NodeSnapshot
+from agents.backends.vendors.library import StatusCalls, load_library
+from agents.backends.vendors.smi_table import bus_id_text
+from agents.backends.vendors.snapshot import MIB, NodeSnapshot, check_power_range
 
 log = logging.getLogger("corral.agent.cambricon")
 
@@ -182,34 +182,14 @@ class LibraryReader:
 
     def __init__(self, library_path: str | None = None) -> None:
         self._lib = load_library(LIBRARY_NAMES, LIBRARY_DIRS, explicit=library_path)
-        if not hasattr(self._lib, "cndevInit"):
-            raise LibraryUnavailable(f"{library_path or LIBRARY_NAMES[0]} has no cndevInit: not CNDev")
-        code = int(self._lib.cndevInit(c_int(0)))
-        if code != SUCCESS:
-            raise LibraryUnavailable(f"cndevInit returned {code} ({ERRORS.get(code, 'unknown')})")
+        self._calls = StatusCalls(self._lib, ERRORS, log)
+        self._calls.init("cndevInit", c_int(0), library=library_path or LIBRARY_NAMES[0], expected="CNDev")
         self._handles: dict[int, int] = {}
 
-    # -- calls -----------------------------------------------------------------------------
-
-    def _has(self, name: str) -> bool:
-        return hasattr(self._lib, name)
-
-    def _call(self, name: str, *args: Any) -> int:
-        return int(getattr(self._lib, name)(*args))
-
-    def _must(self, name: str, *args: Any) -> None:
-        code = self._call(name, *args)
-        if code != SUCCESS:
-            raise LibraryCallError(name, code, ERRORS.get(code, ""))
-
     def _get(self, name: str, out: Structure, handle: int) -> bool:
-        """Fill `out`; False where the library lacks the call or the chip does not support it."""
-        if not self._has(name):
-            return False
-        code = self._call(name, byref(out), c_int32(handle))
-        if code != SUCCESS:
-            log.debug("%s on handle %d returned %d (%s)", name, handle, code, ERRORS.get(code, "?"))
-        return code == SUCCESS
+        """Fill `out` (every CNDev getter is `f(struct *out, handle)`); False where the library
+        lacks the call or the chip does not support it."""
+        return self._calls.ok(name, byref(out), c_int32(handle))
 
     @staticmethod
     def _versioned(kind: type[Structure]) -> Structure:
@@ -219,9 +199,9 @@ class LibraryReader:
 
     def _handle(self, index: int) -> int:
         if index not in self._handles:
-            if self._has("cndevGetDeviceHandleByIndex"):
+            if self._calls.has("cndevGetDeviceHandleByIndex"):
                 handle = c_int32()
-                self._must("cndevGetDeviceHandleByIndex", c_int(index), byref(handle))
+                self._calls.must("cndevGetDeviceHandleByIndex", c_int(index), byref(handle))
                 self._handles[index] = handle.value
             else:  # drivers before handles took the card index itself
                 self._handles[index] = index
@@ -231,24 +211,24 @@ class LibraryReader:
 
     def read(self) -> NodeSnapshot:
         info = _CardInfo(version=API_VERSION)
-        self._must("cndevGetDeviceCount", byref(info))
+        self._calls.must("cndevGetDeviceCount", byref(info))
         chips = [self._chip(i) for i in range(info.number)]
         return assemble(chips, "libcndev", self._links(chips))
 
     def set_power_limit(self, index: int, watts: float) -> None:
-        if not self._has("cndevSetPowerManagementLimitation"):
+        if not self._calls.has("cndevSetPowerManagementLimitation"):
             raise PowerLimitError("this libcndev has no cndevSetPowerManagementLimitation")
         handle = self._handle(index)
-        check_range(f"MLU {index}", watts, *self._limit_range(handle))
+        check_power_range(f"MLU {index}", watts, *self._limit_range(handle))
         limit = _PowerLimit(version=API_VERSION, powerLimit=round(watts))  # CNDev takes whole watts
-        code = self._call("cndevSetPowerManagementLimitation", byref(limit), c_int32(handle))
+        code = self._calls.call("cndevSetPowerManagementLimitation", byref(limit), c_int32(handle))
         if code != SUCCESS:
             why = ERRORS.get(code, "unknown error")
             raise PowerLimitError(f"MLU {index}: cndevSetPowerManagementLimitation returned {code} ({why})")
 
     def close(self) -> None:
-        if self._has("cndevRelease"):
-            self._call("cndevRelease")
+        if self._calls.has("cndevRelease"):
+            self._calls.call("cndevRelease")
 
     # -- one chip --------------------------------------------------------------------------
 
@@ -266,7 +246,7 @@ class LibraryReader:
         return chip
 
     def _model(self, handle: int) -> str:
-        if self._has("cndevGetCardNameStringByDevId"):
+        if self._calls.has("cndevGetCardNameStringByDevId"):
             fn = self._lib.cndevGetCardNameStringByDevId
             fn.restype = c_char_p
             name = fn(c_int32(handle))
@@ -290,7 +270,7 @@ class LibraryReader:
         out = _PCIeInfoV2()
         if not self._get("cndevGetPCIeInfoV2", out, handle):
             return ""
-        return f"{out.domain:04x}:{out.bus:02x}:{out.device:02x}.{out.function:x}"
+        return bus_id_text(out.domain, out.bus, out.device, out.function)
 
     def _read_memory(self, chip: RawChip, handle: int) -> None:
         out = _MemoryV2()
@@ -309,7 +289,7 @@ class LibraryReader:
         if self._get("cndevGetPowerManagementDefaultLimitation", default, handle):
             chip.power_limit_default_w = float(default.powerLimit)
         chip.power_limit_min_w, chip.power_limit_max_w = self._limit_range(handle)
-        chip.power_limit_settable = self._has("cndevSetPowerManagementLimitation")
+        chip.power_limit_settable = self._calls.has("cndevSetPowerManagementLimitation")
 
     def _limit_range(self, handle: int) -> tuple[float | None, float | None]:
         out = self._versioned(_PowerLimitRange)
@@ -354,13 +334,13 @@ class LibraryReader:
         """Observed MLU-Link pairs, or None where this libcndev cannot say (the documented
         bridge topology then applies)."""
         needed = ("cndevGetMLULinkPortNumber", "cndevGetMLULinkStatus", "cndevGetMLULinkRemoteInfo")
-        if not all(self._has(n) for n in needed):
+        if not all(self._calls.has(n) for n in needed):
             return None
         by_uuid = {c.uuid: c.index for c in chips if c.uuid}
         links: list[tuple[int, int]] = []
         for chip in chips:
             handle = self._handle(chip.index)
-            ports = self._call("cndevGetMLULinkPortNumber", c_int32(handle))
+            ports = self._calls.call("cndevGetMLULinkPortNumber", c_int32(handle))
             for port in range(max(ports, 0)):
                 peer = self._link_peer(handle, port, by_uuid)
                 if peer is not None and peer != chip.index:
@@ -369,12 +349,15 @@ class LibraryReader:
 
     def _link_peer(self, handle: int, port: int, by_uuid: dict[str, int]) -> int | None:
         status = _LinkStatus(version=API_VERSION)
-        if self._call("cndevGetMLULinkStatus", byref(status), c_int32(handle), c_int(port)) != SUCCESS:
+        if self._calls.call("cndevGetMLULinkStatus", byref(status), c_int32(handle), c_int(port)) != SUCCESS:
             return None
         if not status.isActive:
             return None
         remote = _LinkRemote(version=API_VERSION)
-        if self._call("cndevGetMLULinkRemoteInfo", byref(remote), c_int32(handle), c_int(port)) != SUCCESS:
+        if (
+            self._calls.call("cndevGetMLULinkRemoteInfo", byref(remote), c_int32(handle), c_int(port))
+            != SUCCESS
+        ):
             return None
         uuid = _text(remote.uuid)
         return by_uuid.get(uuid if uuid.startswith("MLU-") else f"MLU-{uuid}")

@@ -34,8 +34,6 @@ from agents.backends.vendors.enflame_efsmi import (
     FAULT_POWER_CABLE,
     FAULT_RESET_SOURCE,
     FAULT_RMA,
-    canonical_bus_id,
-    is_critical,
     model_name,
 )
 from agents.backends.vendors.enflame_efsmi import INTERCONNECT as INTERCONNECT
@@ -46,7 +44,8 @@ from agents.backends.vendors.enflame_efsmi import parse_summary as parse_summary
 from agents.backends.vendors.enflame_efsmi import parse_table as parse_table
 from agents.backends.vendors.enflame_efsmi import report_faults as report_faults
 from agents.backends.vendors.enflame_efsmi import with_report as with_report
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import any_critical, packaged_fault_table
+from agents.backends.vendors.smi_table import canonical_bus_id
 from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault
 from agents.backends.vendors.tool import DEFAULT_TIMEOUT_S, SubprocessRunner, ToolRunner
 
@@ -112,9 +111,8 @@ class _FaultCollector:
         # Legacy health calls are best effort: their failure leaves the reading unknown.
         if error.code in ABSENT or isinstance(error, EfmlLegacyCallError):
             return
-        table = fault_table(VENDOR)
         code = FAULT_EFML_RETURN + error.code
-        if table is None or code not in table.codes:
+        if code not in packaged_fault_table(VENDOR).codes:
             raise error
         self.faults.append(VendorFault(code, f"{call}: {error}"))
         self.lost = self.lost or error.code == ERROR_GCU_IS_LOST
@@ -161,7 +159,7 @@ class LibraryReader:
             power_limit_w=None if limit_mw is None else int(limit_mw) / 1000,
             temperature_c=None if temperature is None else float(temperature),
             utilization_pct=None if utilization is None else float(utilization),
-            healthy=not probe.lost and not is_critical(probe.faults),
+            healthy=not probe.lost and not any_critical(VENDOR, probe.faults),
             faults=tuple(probe.faults),
             ecc_uncorrected_total=dbe,
             lost=probe.lost,

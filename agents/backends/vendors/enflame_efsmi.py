@@ -10,17 +10,21 @@ spellings all land in the same fields. Units: W, MiB, °C, % as printed.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from agents.backends.vendors import units
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.boxed_table import boxed_rows, read_labelled_row
+from agents.backends.vendors.faults import any_critical
+from agents.backends.vendors.smi_table import canonical_bus_id
 from agents.backends.vendors.snapshot import (
     ChipReading,
     NodeSnapshot,
     NotASummaryTable,
     SnapshotError,
     VendorFault,
+    first_line,
+    share_board_power,
 )
 
 VENDOR = "enflame"
@@ -40,21 +44,6 @@ def model_name(raw: str) -> str:
     return re.sub(r"^\s*enflame\s+", "", raw.strip(), flags=re.IGNORECASE).strip()
 
 
-def canonical_bus_id(raw: str) -> str:
-    """efsmi prints `00:2e:00.0` (a two-digit domain); EFML answers `0000:2e:00.0`."""
-    text = raw.strip().lower()
-    m = re.fullmatch(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])", text)
-    if not m:
-        return text
-    domain, bus, dev, func = m.groups()
-    return f"{int(domain or '0', 16):04x}:{int(bus, 16):02x}:{int(dev, 16):02x}.{func}"
-
-
-def is_critical(faults: Iterable[VendorFault]) -> bool:
-    table = fault_table(VENDOR)
-    return table is not None and any(table.lookup(f.code).critical for f in faults)
-
-
 def _plausible_serial(serial: str) -> bool:
     """Published captures redact serials (`xxx`); such placeholders name no card."""
     return len(serial) >= 6 and len(set(serial.casefold())) > 1
@@ -69,15 +58,7 @@ def group_boards(chips: Sequence[ChipReading]) -> tuple[ChipReading, ...]:
         serial = chip.ids.get("serial", "")
         if _plausible_serial(serial):
             by_serial.setdefault(serial, []).append(i)
-    out = list(chips)
-    for serial, members in by_serial.items():
-        if len(members) < 2:
-            continue
-        powered = [i for i in members if out[i].power_w is not None]
-        for i in members:
-            drop_power = bool(powered) and i != powered[0]
-            out[i] = replace(out[i], board_id=serial, power_w=None if drop_power else out[i].power_w)
-    return tuple(out)
+    return share_board_power(chips, by_serial)
 
 
 # --------------------------------------------------------------------------- efsmi summary table
@@ -94,50 +75,17 @@ _VALUE_RE = {
     "TEMP": re.compile(rf"(?:{_MISSING_RE}|[-+]?\d+(?:\.\d+)?\s*(?:℃|°\s*C|C(?![A-Za-z]))?)"),
     "BUS-ID": re.compile(r"[0-9A-Fa-f]+(?::[0-9A-Fa-f]+)+(?:\.[0-7])?"),
 }
-_TOKEN_RE = re.compile(r"\S+")
 _POWER_PAIR_RE = re.compile(rf"^(?P<usage>{_MISSING_RE}|\S+?)\s*(?:/\s*|\s+)(?P<cap>{_MISSING_RE}|\S+)$")
 _VERSION_RE = re.compile(r"EFSMI\s*:?\s*V?(\d+(?:\.\d+)+)", re.IGNORECASE)
-_SEPARATOR_RE = re.compile(r"^[-=+\s]*$")
-
-
-def _table_rows(text: str) -> list[list[str]]:
-    """Every `| ... | ... |` line as its cells, separator rows dropped."""
-    rows = []
-    for line in text.splitlines():
-        stripped = line.strip()
-        if len(stripped) < 2 or stripped[0] != "|" or stripped[-1] != "|":
-            continue
-        cells = [c.strip() for c in stripped[1:-1].split("|")]
-        if all(_SEPARATOR_RE.match(c) for c in cells):
-            continue
-        rows.append(cells)
-    return rows
 
 
 def _labels(cells: list[str]) -> list[list[str]]:
     return [_LABEL_RE.findall(cell) for cell in cells]
 
 
-def _read_cell(labels: list[str], text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    rest = text.strip()
-    for position, label in enumerate(labels):
-        if position == len(labels) - 1:
-            values[label] = rest.strip()
-            break
-        m = _VALUE_RE.get(label, _TOKEN_RE).match(rest)
-        if not m:
-            raise SnapshotError(f"efsmi: cannot read {label} from {text!r}")
-        values[label] = m.group(0)
-        rest = rest[m.end() :].lstrip()
-    return values
-
-
 def _read_row(template: list[list[str]], cells: list[str]) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for labels, cell in zip(template, cells, strict=False):
-        values.update(_read_cell(labels, cell))
-    return values
+    # Strict: a row whose values do not look like the labels' is not a device's first row.
+    return read_labelled_row(template, cells, _VALUE_RE, strict=True, source="efsmi")
 
 
 def _try_read_row(template: list[list[str]], cells: list[str]) -> dict[str, str] | None:
@@ -180,11 +128,9 @@ def _chip_from_row(values: dict[str, str]) -> ChipReading:
 
 
 def _refuse(text: str, why: str) -> NotASummaryTable:
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    seen = f"first line {first[:80]!r}" if first else "no text at all"
     return NotASummaryTable(
         "not an efsmi summary table: expected the 'Enflame System Management Interface' table "
-        f"with a 'DEV NAME ...' / 'TEMP Dpm|Lpm Pwr(Usage/Cap) ...' header; {why} ({seen})"
+        f"with a 'DEV NAME ...' / 'TEMP Dpm|Lpm Pwr(Usage/Cap) ...' header; {why} ({first_line(text)})"
     )
 
 
@@ -208,7 +154,7 @@ def parse_table(text: str) -> tuple[str, list[ChipReading]]:
         raise _refuse(text, "the text is empty")
     if re.search(r"^\s*DEV ID\s+\d+", text, re.MULTILINE):
         raise _refuse(text, "this is `efsmi -q` detail output, not the summary table")
-    rows = _table_rows(text)
+    rows = boxed_rows(text)
     header = _find_header(rows)
     if header is None or not re.search(r"Enflame|EFSMI", text, re.IGNORECASE):
         raise _refuse(text, "no efsmi banner and DEV/TEMP header rows were found")
@@ -363,7 +309,7 @@ def with_report(chip: ChipReading, report: DeviceReport | None) -> ChipReading:
         temperature_c=temperature if temperature is not None else chip.temperature_c,
         utilization_pct=usage if usage is not None else chip.utilization_pct,
         faults=faults,
-        healthy=not is_critical(faults),
+        healthy=not any_critical(VENDOR, faults),
         ecc_uncorrected_total=dbe,
         ids={**chip.ids, **({"serial": serial} if serial else {})},
     )

@@ -11,13 +11,16 @@ vendor health event through the same table, as it does XIDs through xid.yaml.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from corral.v1 import common_pb2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from agents.backends.vendors.snapshot import ChipReading, VendorFault
 
 FAULTS_DIR = Path(__file__).resolve().parent / "faults"
 SEVERITY_BY_NAME: dict[str, common_pb2.Severity.ValueType] = {
@@ -145,6 +148,33 @@ def fault_table(vendor: str) -> FaultTable | None:
     if table.vendor != vendor:
         raise FaultTableError(f"{path.name}: vendor: says {table.vendor!r}, expected {vendor!r}")
     return table
+
+
+def packaged_fault_table(vendor: str) -> FaultTable:
+    """The table of a vendor whose module ships one (faults/<vendor>.yaml); its absence is a
+    broken install, not a vendor without codes, so it raises rather than answering None."""
+    table = fault_table(vendor)
+    if table is None:
+        raise FaultTableError(f"faults/{vendor}.yaml is packaged with the agent but was not found")
+    return table
+
+
+def any_critical(vendor: str, faults: Iterable[VendorFault]) -> bool:
+    """Whether any of `faults` is in a critical class of the vendor's packaged table."""
+    table = packaged_fault_table(vendor)
+    return any(table.lookup(f.code).critical for f in faults)
+
+
+def with_faults(chip: ChipReading, extra: Iterable[VendorFault] = ()) -> ChipReading:
+    """`chip` with `extra` faults added (one per code, a fault already on the chip winning),
+    ordered by code, and `healthy` decided by its vendor's table: a chip is unhealthy when lost
+    or when any of its faults is in a critical class. Readers whose health is the fault list
+    alone (Kunlunxin, MetaX) settle every chip through here, so both of their paths agree."""
+    faults: dict[int, VendorFault] = {f.code: f for f in chip.faults}
+    for fault in extra:
+        faults.setdefault(fault.code, fault)
+    healthy = not chip.lost and not any_critical(chip.vendor, faults.values())
+    return replace(chip, faults=tuple(faults[c] for c in sorted(faults)), healthy=healthy)
 
 
 def vendor_code_value(vendor: str, text: str) -> int:

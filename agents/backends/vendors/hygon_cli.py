@@ -20,7 +20,7 @@ from typing import Any
 
 from agents.backends.vendors import units
 from agents.backends.vendors.hygon_common import RAS_BLOCKS, RawChip, assemble, normalise_model
-from agents.backends.vendors.snapshot import NodeSnapshot, NotASummaryTable, SnapshotError
+from agents.backends.vendors.snapshot import NodeSnapshot, NotASummaryTable, SnapshotError, first_line
 
 ID_COLUMNS = ("DCU", "HCU", "GPU")
 _CARD_KEY = re.compile(r"^card(?P<index>\d+)$", re.IGNORECASE)
@@ -40,9 +40,7 @@ def _header(lines: list[str]) -> tuple[int, list[str]] | None:
 
 
 def _not_a_table(text: str, why: str) -> NotASummaryTable:
-    seen = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    shown = f"first line {seen[:80]!r}" if seen else "no text at all"
-    return NotASummaryTable(f"not a hy-smi/rocm-smi summary table: {why}; saw {shown}")
+    return NotASummaryTable(f"not a hy-smi/rocm-smi summary table: {why}; saw {first_line(text)}")
 
 
 def _by_position(header_line: str, labels: list[str], row: str) -> dict[str, str]:

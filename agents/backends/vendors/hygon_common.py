@@ -18,9 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from agents.backends.base import PowerLimitError
-from agents.backends.vendors.faults import FaultTable, fault_table
-from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault
+from agents.backends.vendors.faults import any_critical
+from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, VendorFault, link_islands
 
 VENDOR = "hygon"
 INTERCONNECT = "xgmi"
@@ -59,19 +58,6 @@ class RawChip:
     uncorrectable_by_block: dict[int, int] = field(default_factory=dict)
 
 
-def check_range(what: str, watts: float, low: float | None, high: float | None) -> None:
-    """PowerLimitError when `watts` is outside the range the library reported."""
-    if (low is not None and watts < low) or (high is not None and watts > high):
-        shown = f"{'?' if low is None else f'{low:g}'}-{'?' if high is None else f'{high:g}'} W"
-        raise PowerLimitError(f"{what}: {watts:g} W is outside the settable {shown}")
-
-
-def table() -> FaultTable:
-    found = fault_table(VENDOR)
-    assert found is not None, "faults/hygon.yaml is packaged with the agent"
-    return found
-
-
 def normalise_model(name: str) -> str:
     """`K100_AI` -> `K100-AI`; a `DCU ` or `Hygon ` prefix is dropped."""
     cleaned = name.strip().replace("_", "-")
@@ -92,25 +78,6 @@ def _faults(chip: RawChip) -> list[VendorFault]:
     return [block_fault(b) for b in sorted(blocks)]
 
 
-def xgmi_islands(links: Iterable[tuple[int, int]]) -> tuple[tuple[int, ...], ...]:
-    """Connected components of the XGMI link graph, each of two DCUs or more."""
-    parent: dict[int, int] = {}
-
-    def root(i: int) -> int:
-        parent.setdefault(i, i)
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for a, b in links:
-        parent[root(a)] = root(b)
-    groups: dict[int, list[int]] = {}
-    for i in list(parent):
-        groups.setdefault(root(i), []).append(i)
-    return tuple(sorted((tuple(sorted(g)) for g in groups.values() if len(g) > 1), key=lambda g: g[0]))
-
-
 def assemble(chips: Sequence[RawChip], source: str, links: Iterable[tuple[int, int]] = ()) -> NodeSnapshot:
     readings = []
     for c in sorted(chips, key=lambda c: c.index):
@@ -123,8 +90,8 @@ def assemble(chips: Sequence[RawChip], source: str, links: Iterable[tuple[int, i
                 power_limit_max_w=c.power_limit_max_w, power_limit_default_w=c.power_limit_default_w,
                 power_limit_settable=c.power_limit_settable, temperature_c=c.temperature_c,
                 utilization_pct=c.utilization_pct,
-                healthy=not any(table().lookup(f.code).critical for f in faults), faults=tuple(faults),
+                healthy=not any_critical(VENDOR, faults), faults=tuple(faults),
                 ecc_corrected_total=c.ecc_corrected_total, ecc_uncorrected_total=c.ecc_uncorrected_total,
             )
         )  # fmt: skip
-    return NodeSnapshot(VENDOR, source, tuple(readings), INTERCONNECT, xgmi_islands(links))
+    return NodeSnapshot(VENDOR, source, tuple(readings), INTERCONNECT, link_islands(links))

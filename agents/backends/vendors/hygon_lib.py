@@ -24,11 +24,11 @@ from agents.backends.vendors.hygon_common import (
     VENDOR,
     RawChip,
     assemble,
-    check_range,
     normalise_model,
 )
-from agents.backends.vendors.library import LibraryCallError, LibraryUnavailable, load_library
-from agents.backends.vendors.snapshot import NodeSnapshot
+from agents.backends.vendors.library import StatusCalls, load_library
+from agents.backends.vendors.smi_table import bus_id_text
+from agents.backends.vendors.snapshot import NodeSnapshot, check_power_range
 
 log = logging.getLogger("corral.agent.hygon")
 
@@ -56,8 +56,7 @@ class _ErrorCount(ctypes.Structure):
 
 def _bdf(bdfid: int) -> str:
     """rsmi's packed BDF (domain << 32 | bus << 8 | device << 3 | function) as text."""
-    domain, bus = (bdfid >> 32) & 0xFFFFFFFF, (bdfid >> 8) & 0xFF
-    return f"{domain:04x}:{bus:02x}:{(bdfid >> 3) & 0x1F:02x}.{bdfid & 0x7:x}"
+    return bus_id_text((bdfid >> 32) & 0xFFFFFFFF, (bdfid >> 8) & 0xFF, (bdfid >> 3) & 0x1F, bdfid & 0x7)
 
 
 class LibraryReader:
@@ -68,45 +67,28 @@ class LibraryReader:
 
     def __init__(self, library_path: str | None = None) -> None:
         self._lib = load_library(LIBRARY_NAMES, LIBRARY_DIRS, explicit=library_path)
-        if not hasattr(self._lib, "rsmi_init"):
-            raise LibraryUnavailable(f"{library_path or LIBRARY_NAMES[0]} has no rsmi_init: not ROCm-SMI")
-        code = self._call("rsmi_init", c_uint64(0))
-        if code != SUCCESS:
-            raise LibraryUnavailable(f"rsmi_init returned {code} ({STATUS.get(code, 'unknown')})")
-
-    # -- calls -----------------------------------------------------------------------------
-
-    def _call(self, name: str, *args: Any) -> int:
-        return int(getattr(self._lib, name)(*args))
-
-    def _ok(self, name: str, *args: Any) -> bool:
-        """True on success; False where the library lacks the call or the DCU does not answer it."""
-        if not hasattr(self._lib, name):
-            return False
-        code = self._call(name, *args)
-        if code != SUCCESS:
-            log.debug("%s returned %d (%s)", name, code, STATUS.get(code, "?"))
-        return code == SUCCESS
+        self._calls = StatusCalls(self._lib, STATUS, log)
+        self._calls.init(
+            "rsmi_init", c_uint64(0), library=library_path or LIBRARY_NAMES[0], expected="ROCm-SMI"
+        )
 
     def _u64(self, name: str, *args: Any) -> int | None:
         out = c_uint64()
-        return out.value if self._ok(name, *args, byref(out)) else None
+        return out.value if self._calls.ok(name, *args, byref(out)) else None
 
     # -- VendorReader ----------------------------------------------------------------------
 
     def read(self) -> NodeSnapshot:
         count = c_uint32()
-        code = self._call("rsmi_num_monitor_devices", byref(count))
-        if code != SUCCESS:
-            raise LibraryCallError("rsmi_num_monitor_devices", code, STATUS.get(code, ""))
+        self._calls.must("rsmi_num_monitor_devices", byref(count))
         chips = [self._chip(i) for i in range(count.value)]
         return assemble(chips, "librocm_smi64", self._xgmi_links(count.value))
 
     def set_power_limit(self, index: int, watts: float) -> None:
-        if not hasattr(self._lib, "rsmi_dev_power_cap_set"):
+        if not self._calls.has("rsmi_dev_power_cap_set"):
             raise PowerLimitError("this librocm_smi64 has no rsmi_dev_power_cap_set")
-        check_range(f"DCU {index}", watts, *self._cap_range(index))
-        code = self._call(
+        check_power_range(f"DCU {index}", watts, *self._cap_range(index))
+        code = self._calls.call(
             "rsmi_dev_power_cap_set", c_uint32(index), c_uint32(0), c_uint64(round(watts * MICRO))
         )
         if code == PERMISSION:
@@ -117,8 +99,8 @@ class LibraryReader:
             )
 
     def close(self) -> None:
-        if hasattr(self._lib, "rsmi_shut_down"):
-            self._call("rsmi_shut_down")
+        if self._calls.has("rsmi_shut_down"):
+            self._calls.call("rsmi_shut_down")
 
     # -- one DCU ---------------------------------------------------------------------------
 
@@ -132,7 +114,7 @@ class LibraryReader:
         chip.memory_total_bytes = self._u64("rsmi_dev_memory_total_get", dv, c_int32(VRAM))
         chip.memory_used_bytes = self._u64("rsmi_dev_memory_usage_get", dv, c_int32(VRAM))
         busy = c_uint32()
-        if self._ok("rsmi_dev_busy_percent_get", dv, byref(busy)):
+        if self._calls.ok("rsmi_dev_busy_percent_get", dv, byref(busy)):
             chip.utilization_pct = float(busy.value)
         chip.temperature_c = self._temperature(dv)
         self._read_power(chip, dv)
@@ -141,14 +123,14 @@ class LibraryReader:
 
     def _text(self, name: str, index: int, length: type[ctypes.c_size_t] | type[c_uint32]) -> str:
         buffer = ctypes.create_string_buffer(256)
-        if not self._ok(name, c_uint32(index), buffer, length(len(buffer))):
+        if not self._calls.ok(name, c_uint32(index), buffer, length(len(buffer))):
             return ""
         return buffer.value.decode("ascii", "replace").strip()
 
     def _temperature(self, dv: c_uint32) -> float | None:
         for sensor in TEMP_SENSORS:
             milli = c_int64()
-            if self._ok(
+            if self._calls.ok(
                 "rsmi_dev_temp_metric_get", dv, c_uint32(sensor), c_int32(TEMP_CURRENT), byref(milli)
             ):
                 return milli.value / 1000
@@ -162,11 +144,11 @@ class LibraryReader:
         default = self._u64("rsmi_dev_power_cap_default_get", dv)
         chip.power_limit_default_w = default / MICRO if default is not None else None
         chip.power_limit_min_w, chip.power_limit_max_w = self._cap_range(chip.index)
-        chip.power_limit_settable = hasattr(self._lib, "rsmi_dev_power_cap_set")
+        chip.power_limit_settable = self._calls.has("rsmi_dev_power_cap_set")
 
     def _cap_range(self, index: int) -> tuple[float | None, float | None]:
         high, low = c_uint64(), c_uint64()
-        if not self._ok(
+        if not self._calls.ok(
             "rsmi_dev_power_cap_range_get", c_uint32(index), c_uint32(0), byref(high), byref(low)
         ):
             return None, None
@@ -175,7 +157,7 @@ class LibraryReader:
     def _read_ecc(self, chip: RawChip, dv: c_uint32) -> None:
         for block in ECC_BLOCKS:
             counts = _ErrorCount()
-            if not self._ok("rsmi_dev_ecc_count_get", dv, c_uint64(block), byref(counts)):
+            if not self._calls.ok("rsmi_dev_ecc_count_get", dv, c_uint64(block), byref(counts)):
                 continue
             chip.ecc_corrected_total = (chip.ecc_corrected_total or 0) + counts.correctable
             chip.ecc_uncorrected_total = (chip.ecc_uncorrected_total or 0) + counts.uncorrectable
@@ -187,7 +169,7 @@ class LibraryReader:
         for a in range(count):
             for b in range(a + 1, count):
                 hops, kind = c_uint64(), c_uint32()
-                found = self._ok(
+                found = self._calls.ok(
                     "rsmi_topo_get_link_type", c_uint32(a), c_uint32(b), byref(hops), byref(kind)
                 )
                 if found and kind.value == IO_LINK_XGMI:

@@ -25,6 +25,7 @@ extensions (research §5.1). What is Iluvatar's own:
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -33,17 +34,20 @@ from typing import TypeVar
 
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import units
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import packaged_fault_table
 from agents.backends.vendors.library import LibraryUnavailable, load_library
-from agents.backends.vendors.smi_table import parse_banded_table, pci_bus_id, pick
+from agents.backends.vendors.smi_table import bus_id_text, parse_banded_table, pci_bus_id, pick
 from agents.backends.vendors.snapshot import (
     ChipReading,
     NodeSnapshot,
     NotASummaryTable,
     SnapshotError,
     VendorFault,
+    check_power_range,
+    first_line,
+    linked_groups,
 )
-from agents.backends.vendors.tool import SubprocessRunner, ToolError, ToolRunner, ToolTimeout
+from agents.backends.vendors.tool import SubprocessRunner, ToolRunner, run_optional
 
 log = logging.getLogger("corral.agent.iluvatar")
 
@@ -118,8 +122,7 @@ def _ixml_version(preamble: Sequence[str]) -> str | None:
 
 
 def _not_a_table(text: str, why: str) -> str:
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    seen = f"first line {first[:100]!r}" if first else "empty text"
+    seen = first_line(text, limit=100, empty="empty text")
     if "nvidia-smi" in text.casefold():
         seen += " (this is NVIDIA's nvidia-smi)"
     expected = "expected the IX-ML table (GPU / Name / Bus-Id ...)"
@@ -227,15 +230,10 @@ class CliReader:
         for i in order:
             fields = QUERY_FIELD_SETS[i]
             argv = [TOOLS[0], f"--query-gpu={','.join(fields)}", "--format=csv,noheader,nounits"]
-            try:
-                answer = parse_query_csv(self.runner.run(argv), fields)
-            except ToolTimeout:
-                raise
-            except (ToolError, SnapshotError) as e:
-                log.debug("ixsmi: %s did not answer (%s); trying other field names", argv[1], e)
-                continue
-            self._query_set = i
-            return answer
+            answer = run_optional(self.runner, argv, functools.partial(parse_query_csv, fields=fields), log)
+            if answer is not None:  # else this ixsmi spells the fields otherwise: try the next set
+                self._query_set = i
+                return answer
         return {}
 
     def set_power_limit(self, index: int, watts: float) -> None:
@@ -408,7 +406,7 @@ class Ixml:
             ctypes.byref(info),
         )
         text = (info.busId or info.busIdLegacy).decode("ascii", "replace")
-        return pci_bus_id(text) or f"{info.domain:04x}:{info.bus:02x}:{info.device:02x}.0"
+        return pci_bus_id(text) or bus_id_text(info.domain, info.bus, info.device, 0)
 
     def memory(self, h: ctypes.c_void_p) -> tuple[int, int]:
         """(used, total) bytes."""
@@ -493,14 +491,9 @@ def _watts(milliwatts: int | None) -> float | None:
 
 def health_faults(mask: int) -> tuple[VendorFault, ...]:
     """One fault per set bit of ixmlDeviceGetHealth's mask, named from faults/iluvatar.yaml."""
-    table = fault_table(VENDOR)
-    faults = []
-    for bit in range(64):
-        code = 1 << bit
-        if mask & code:
-            name = table.lookup(code).name if table is not None else f"health bit 0x{code:x}"
-            faults.append(VendorFault(code, name))
-    return tuple(faults)
+    table = packaged_fault_table(VENDOR)
+    bits = (1 << bit for bit in range(64))
+    return tuple(VendorFault(code, table.lookup(code).name) for code in bits if mask & code)
 
 
 class LibraryReader:
@@ -604,13 +597,7 @@ class LibraryReader:
 
     def _ask_boards(self, raws: Sequence[_Raw]) -> list[tuple[int, ...]]:
         """Each chip alone where the library cannot tell boards apart."""
-        parent = {r.index: r.index for r in raws}
-
-        def root(i: int) -> int:
-            while parent[i] != i:
-                i = parent[i]
-            return i
-
+        together_pairs: list[tuple[int, int]] = []
         live = [r for r in raws if not r.lost and r.handle is not None]
         for i, a in enumerate(live):
             for b in live[i + 1 :]:
@@ -620,11 +607,8 @@ class LibraryReader:
                 except IxmlError:
                     return [(r.index,) for r in raws]  # the library cannot tell boards apart
                 if together:
-                    parent[root(b.index)] = root(a.index)
-        groups: dict[int, list[int]] = {}
-        for r in raws:
-            groups.setdefault(root(r.index), []).append(r.index)
-        return [tuple(sorted(g)) for g in groups.values()]
+                    together_pairs.append((a.index, b.index))
+        return linked_groups([r.index for r in raws], together_pairs)
 
     def _assemble(self, raw: _Raw, boards: Sequence[tuple[int, ...]], raws: Sequence[_Raw]) -> ChipReading:
         board = next(b for b in boards if raw.index in b)
@@ -773,11 +757,10 @@ class LibraryReader:
             raise PowerLimitError(f"iluvatar chip {index}: power limit not settable: {why}")
         milliwatts = round(watts * 1000)
         limit_range = self._limit_ranges.get(index)
-        if limit_range is not None and not limit_range[0] <= milliwatts <= limit_range[1]:
+        if limit_range is not None:
+            # Checked in the whole milliwatts the driver takes (exact in floats: ints below 2**32).
             low, high = limit_range
-            raise PowerLimitError(
-                f"iluvatar chip {index}: {watts:g} W is outside its range {low / 1000:g}-{high / 1000:g} W"
-            )
+            check_power_range(f"iluvatar chip {index}", milliwatts / 1000, low / 1000, high / 1000)
         try:
             h = self._ixml.handle(self._limit_chip.get(index, index))
             self._ixml.set_limit_mw(h, milliwatts)

@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import units
 from agents.backends.vendors.boxed_table import glimpse, parse_boxed_table
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import with_faults
 from agents.backends.vendors.library import LibraryUnavailable, load_library
+from agents.backends.vendors.smi_table import canonical_bus_id
 from agents.backends.vendors.snapshot import (
     ChipReading,
     NodeSnapshot,
@@ -44,7 +45,7 @@ from agents.backends.vendors.snapshot import (
     SnapshotError,
     VendorFault,
 )
-from agents.backends.vendors.tool import SubprocessRunner, ToolError, ToolRunner, ToolTimeout
+from agents.backends.vendors.tool import SubprocessRunner, ToolRunner, first_installed, run_optional
 
 log = logging.getLogger("corral.agent.vendor.kunlunxin")
 _V = TypeVar("_V")
@@ -89,15 +90,6 @@ _BANNER = re.compile(r"\|\s*XPU-SMI\s+Driver Version:\s*(?P<driver>\S+)", re.IGN
 def is_kunlunxin_pci_vendor(vendor_id: int) -> bool:
     """True for a Kunlunxin PCI vendor id; an `xpu-smi` on a node without one is Intel's."""
     return vendor_id in PCI_VENDOR_IDS
-
-
-def normalize_bus_id(text: str) -> str:
-    """`00000000:03:00.0` (xpu_smi, XPUML) -> `0000:03:00.0`; anything else as given, lower-case."""
-    match = _BDF.match(text.strip())
-    if not match:
-        return text.strip().lower()
-    domain = int(match.group("domain"), 16)
-    return f"{domain:04x}:{match.group('bus')}:{match.group('dev')}.{match.group('fn')}".lower()
 
 
 def catalog_model(printed: str) -> str:
@@ -163,7 +155,7 @@ def _table_chip(record: Mapping[str, str]) -> ChipReading:
         vendor=VENDOR,
         model=catalog_model(record.get("name", "")),
         index=index,
-        bus_id=normalize_bus_id(record.get("bus-id", "")),
+        bus_id=canonical_bus_id(record.get("bus-id", "")),
         memory_total_bytes=total,
         memory_used_bytes=used,
         power_w=units.watts(usage, "Pwr:Usage"),
@@ -172,7 +164,7 @@ def _table_chip(record: Mapping[str, str]) -> ChipReading:
         utilization_pct=units.percent(record.get("xpu-util"), "XPU-Util"),
         ecc_uncorrected_total=ecc_volatile,
     )
-    return _settle(chip, _ecc_faults(ecc_volatile))
+    return with_faults(chip, _ecc_faults(ecc_volatile))
 
 
 def _ecc_faults(uncorrectable: int | None) -> list[VendorFault]:
@@ -219,7 +211,7 @@ def _query_blocks(text: str) -> list[tuple[str, dict[str, str]]]:
         line = raw.strip()
         block = _XPU_BLOCK.match(line)
         if block:
-            blocks.append((normalize_bus_id(block.group("bus")), {}))
+            blocks.append((canonical_bus_id(block.group("bus")), {}))
             sections = []
             continue
         while sections and sections[-1][0] >= indent:
@@ -311,7 +303,7 @@ def parse_machine(text: str) -> dict[str, MachineRow]:
         if len(fields) < 22 or not _BDF.match(fields[0]):
             raise SnapshotError(f"xpu_smi -m: not a positional XPU line: {line.strip()[:80]!r}")
         row = MachineRow(
-            bus_id=normalize_bus_id(fields[0]),
+            bus_id=canonical_bus_id(fields[0]),
             index=int(fields[1]),
             minor=fields[2],
             serial=fields[3],
@@ -327,17 +319,6 @@ def parse_machine(text: str) -> dict[str, MachineRow]:
 
 
 # -- health -------------------------------------------------------------------------------------
-
-
-def _settle(chip: ChipReading, extra: Sequence[VendorFault]) -> ChipReading:
-    """The chip with `extra` faults added (one per code) and `healthy` decided by the table:
-    unhealthy when lost or when any fault is in a critical class."""
-    faults: dict[int, VendorFault] = {f.code: f for f in chip.faults}
-    for fault in extra:
-        faults.setdefault(fault.code, fault)
-    table = fault_table(VENDOR)
-    healthy = not chip.lost and not any(table is None or table.lookup(code).critical for code in faults)
-    return replace(chip, faults=tuple(faults[c] for c in sorted(faults)), healthy=healthy)
 
 
 def state_fault(state: int) -> VendorFault | None:
@@ -361,31 +342,12 @@ class CliReader:
         dirs = (*TOOL_DIRS, *sorted(glob.glob("/usr/local/xpu*/bin")))
         self._runner = runner or SubprocessRunner(timeout_s=timeout_s, extra_dirs=dirs)
 
-    def _tool(self) -> str:
-        which = getattr(self._runner, "which", None)
-        if callable(which):
-            for name in TOOLS:
-                if which(name):
-                    return name
-        return TOOLS[0]
-
     def read(self) -> NodeSnapshot:
-        tool = self._tool()
+        tool = first_installed(self._runner, TOOLS)
         snap = parse_summary(self._runner.run([tool]))
-        queried: Mapping[str, QueriedXpu] = {}
-        rows: Mapping[str, MachineRow] = {}
-        try:
-            queried = parse_query(self._runner.run([tool, "-q"]))
-        except ToolTimeout:
-            raise
-        except (ToolError, SnapshotError) as e:
-            log.debug("%s -q gave nothing usable (%s); trying -m", tool, e)
-            try:
-                rows = parse_machine(self._runner.run([tool, "-m"]))
-            except ToolTimeout:
-                raise
-            except (ToolError, SnapshotError) as e2:
-                log.debug("%s -m gave nothing usable: %s", tool, e2)
+        queried = run_optional(self._runner, [tool, "-q"], parse_query, log) or {}
+        # -m only where -q gave nothing: it is positional, and only its serials are trusted.
+        rows = {} if queried else run_optional(self._runner, [tool, "-m"], parse_machine, log) or {}
         devices = tuple(
             _merge(chip, queried.get(chip.bus_id), rows.get(chip.bus_id)) for chip in snap.devices
         )
@@ -422,11 +384,11 @@ def _merge(chip: ChipReading, queried: QueriedXpu | None, row: MachineRow | None
             ids=ids,
         )
         uncorrected = _either(queried.ecc_volatile_uncorrected, queried.ecc_aggregate_uncorrected)
-        return _settle(chip, _ecc_faults(uncorrected))
+        return with_faults(chip, _ecc_faults(uncorrected))
     if row is not None:
         ids = {k: v for k, v in (("serial", row.serial), ("minor", row.minor)) if v}
         chip = replace(chip, uuid=chip.uuid or row.serial, ids=ids)
-    return _settle(chip, ())
+    return with_faults(chip)
 
 
 # -- the library reader -------------------------------------------------------------------------
@@ -552,7 +514,7 @@ class LibraryReader:
             model=catalog_model(calls.text("xpumlDeviceGetName", 96)),
             index=index,
             uuid=calls.text("xpumlDeviceGetUUID", 96) or serial,  # GetUUID is absent from some headers
-            bus_id=normalize_bus_id(pci.busId.decode("utf-8", "replace")) if has_pci else "",
+            bus_id=canonical_bus_id(pci.busId.decode("utf-8", "replace")) if has_pci else "",
             memory_total_bytes=int(memory.totalGlobalMemory) if has_memory else None,
             memory_used_bytes=int(memory.usedGlobalMemory) if has_memory else None,
             power_w=power_mw / 1000.0 if power_mw is not None else None,
@@ -564,7 +526,7 @@ class LibraryReader:
             return _lost(index, chip)
         faults = [VendorFault(XPUML_ERROR_RESET_REQUIRED, "XPUML: reset required")] if calls.codes else []
         fault = state_fault(state.value) if has_state else None
-        return _settle(chip, [*faults, *([fault] if fault else [])])
+        return with_faults(chip, [*faults, *([fault] if fault else [])])
 
     def set_power_limit(self, index: int, watts: float) -> None:
         raise PowerLimitError("Kunlunxin has no power-limit set API or CLI (research §7.3)")
@@ -578,4 +540,4 @@ class LibraryReader:
 def _lost(index: int, seen: ChipReading | None = None) -> ChipReading:
     chip = seen or ChipReading(VENDOR, "", index)
     fault = VendorFault(XPUML_ERROR_XPU_IS_LOST, "XPUML_ERROR_XPU_IS_LOST: the XPU fell off the bus")
-    return _settle(replace(chip, lost=True), [fault])
+    return with_faults(replace(chip, lost=True), [fault])

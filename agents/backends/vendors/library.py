@@ -9,8 +9,10 @@ detection treats as "try the CLI instead", never as a broken node.
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from agents.backends.base import BackendError
 
@@ -25,6 +27,47 @@ class LibraryCallError(BackendError):
     def __init__(self, call: str, code: int, meaning: str = "") -> None:
         self.call, self.code = call, code
         super().__init__(f"{call} returned {code}{f' ({meaning})' if meaning else ''}")
+
+
+class StatusCalls:
+    """Calls into a loaded library whose functions all return a status code, 0 on success
+    (CNDev, ROCm-SMI). One place decides what an absent symbol (an older build) and a failed
+    call mean: `must` raises LibraryCallError, for the calls a read cannot do without; `ok`
+    answers False and logs at debug, for a reading this chip or this build may not offer."""
+
+    SUCCESS = 0
+
+    def __init__(self, lib: ctypes.CDLL, meanings: Mapping[int, str], log: logging.Logger) -> None:
+        self.lib, self._meanings, self._log = lib, meanings, log
+
+    def has(self, name: str) -> bool:
+        return hasattr(self.lib, name)
+
+    def call(self, name: str, *args: Any) -> int:
+        return int(getattr(self.lib, name)(*args))
+
+    def init(self, name: str, *args: Any, library: str, expected: str) -> None:
+        """The library's init call: LibraryUnavailable where `library` lacks it (it is not the
+        `expected` library) or where it fails (no driver), so detection falls back to the CLI."""
+        if not self.has(name):
+            raise LibraryUnavailable(f"{library} has no {name}: not {expected}")
+        code = self.call(name, *args)
+        if code != self.SUCCESS:
+            raise LibraryUnavailable(f"{name} returned {code} ({self._meanings.get(code, 'unknown')})")
+
+    def must(self, name: str, *args: Any) -> None:
+        code = self.call(name, *args)
+        if code != self.SUCCESS:
+            raise LibraryCallError(name, code, self._meanings.get(code, ""))
+
+    def ok(self, name: str, *args: Any) -> bool:
+        """True on success; False where the library lacks the call or the device does not answer it."""
+        if not self.has(name):
+            return False
+        code = self.call(name, *args)
+        if code != self.SUCCESS:
+            self._log.debug("%s returned %d (%s)", name, code, self._meanings.get(code, "?"))
+        return code == self.SUCCESS
 
 
 def load_library(names: Sequence[str], dirs: Sequence[str] = (), explicit: str | None = None) -> ctypes.CDLL:

@@ -17,14 +17,14 @@ from __future__ import annotations
 import ctypes
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, TypeVar
+from typing import Any
 
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import units
 from agents.backends.vendors.boxed_table import glimpse, parse_boxed_table
-from agents.backends.vendors.faults import fault_table
+from agents.backends.vendors.faults import with_faults
 from agents.backends.vendors.library import LibraryUnavailable, load_library
 from agents.backends.vendors.snapshot import (
     ChipReading,
@@ -32,8 +32,9 @@ from agents.backends.vendors.snapshot import (
     NotASummaryTable,
     SnapshotError,
     VendorFault,
+    link_islands,
 )
-from agents.backends.vendors.tool import SubprocessRunner, ToolError, ToolRunner, ToolTimeout
+from agents.backends.vendors.tool import SubprocessRunner, ToolRunner, run_optional
 
 log = logging.getLogger("corral.agent.vendor.metax")
 
@@ -50,8 +51,6 @@ INTERCONNECT = "metaxlink"
 # Corral's codes for MetaX's signals (faults/metax.yaml): MetaX publishes no error codes.
 CODE_NOT_AVAILABLE = 10001
 CODE_DRAM_UE = 10002
-
-_T = TypeVar("_T")
 
 # Summary-table labels whose value may hold spaces ("MetaX C500", "48W / 350W", a state sentence).
 _WIDE = frozenset({"name", "pwr:usage/cap", "memory-usage", "gpu-state"})
@@ -123,7 +122,7 @@ def _table_chip(record: Mapping[str, str]) -> ChipReading:
         utilization_pct=units.percent(record.get("gpu-util"), "GPU-Util"),
         ids=ids,
     )
-    return _settle(chip, (fault,) if fault else ())
+    return with_faults(chip, (fault,) if fault else ())
 
 
 def _group_boards(chips: list[ChipReading]) -> tuple[ChipReading, ...]:
@@ -198,48 +197,14 @@ def parse_topology(text: str) -> tuple[tuple[int, ...], ...]:
         raise SnapshotError(f"mx-smi topo: no GPU link matrix in {glimpse(text)}")
     columns = [int(name[3:]) if re.fullmatch(r"GPU\d+", name) else None for name in header]
     links: list[tuple[int, int]] = []
-    gpus: set[int] = set()
     for tokens in lines:
         if len(tokens) < 2 or not re.fullmatch(r"GPU\d+", tokens[0]) or tokens == header:
             continue
         row = int(tokens[0][3:])
-        gpus.add(row)
         for column, entry in zip(columns, tokens[1:], strict=False):
             if column is not None and column != row and entry.upper() == "MX":
                 links.append((row, column))
-    return islands_from_links(gpus, links)
-
-
-def islands_from_links(nodes: Iterable[int], links: Iterable[tuple[int, int]]) -> tuple[tuple[int, ...], ...]:
-    """Connected groups (two or more chips) of a link graph, each sorted, in order."""
-    parent = {n: n for n in nodes}
-
-    def root(n: int) -> int:
-        while parent.setdefault(n, n) != n:
-            parent[n] = parent[parent[n]]
-            n = parent[n]
-        return n
-
-    for a, b in links:
-        parent[root(a)] = root(b)
-    groups: dict[int, list[int]] = {}
-    for n in list(parent):
-        groups.setdefault(root(n), []).append(n)
-    return tuple(sorted(tuple(sorted(g)) for g in groups.values() if len(g) > 1))
-
-
-# -- health -------------------------------------------------------------------------------------
-
-
-def _settle(chip: ChipReading, extra: Iterable[VendorFault]) -> ChipReading:
-    """The chip with `extra` faults added (one per code) and `healthy` decided by the table:
-    unhealthy when any of its faults is in a critical class."""
-    faults: dict[int, VendorFault] = {f.code: f for f in chip.faults}
-    for fault in extra:
-        faults.setdefault(fault.code, fault)
-    table = fault_table(VENDOR)
-    healthy = not chip.lost and not any(table is None or table.lookup(code).critical for code in faults)
-    return replace(chip, faults=tuple(faults[c] for c in sorted(faults)), healthy=healthy)
+    return link_islands(links)
 
 
 # -- the CLI reader -----------------------------------------------------------------------------
@@ -259,24 +224,15 @@ class CliReader:
     def read(self) -> NodeSnapshot:
         tool = TOOLS[0]
         snap = parse_summary(self._runner.run([tool]))
-        listed = self._optional([tool, "-L"], parse_list) or {}
-        islands = self._optional([tool, "topo", "-n"], parse_topology)
+        listed = run_optional(self._runner, [tool, "-L"], parse_list, log) or {}
+        islands = run_optional(self._runner, [tool, "topo", "-n"], parse_topology, log)
         if islands is None:
-            islands = self._optional([tool, "topo", "-m"], parse_topology)
+            islands = run_optional(self._runner, [tool, "topo", "-m"], parse_topology, log)
         by_bus = {gpu.bus_id: gpu for gpu in listed.values()}
         devices = tuple(
             _with_listing(chip, by_bus.get(chip.bus_id) or listed.get(chip.index)) for chip in snap.devices
         )
         return replace(snap, devices=devices, islands=islands or ())
-
-    def _optional(self, argv: list[str], parse: Callable[[str], _T]) -> _T | None:
-        try:
-            return parse(self._runner.run(argv))
-        except ToolTimeout:
-            raise
-        except (ToolError, SnapshotError) as e:
-            log.debug("%s gave nothing usable: %s", " ".join(argv), e)
-            return None
 
     def set_power_limit(self, index: int, watts: float) -> None:
         raise PowerLimitError(
@@ -289,10 +245,10 @@ class CliReader:
 
 def _with_listing(chip: ChipReading, listed: ListedGpu | None) -> ChipReading:
     if listed is None:
-        return _settle(chip, ())
+        return with_faults(chip)
     fault = state_fault(listed.state)
     chip = replace(chip, uuid=listed.uuid or chip.uuid)
-    return _settle(chip, (fault,) if fault else ())
+    return with_faults(chip, (fault,) if fault else ())
 
 
 # -- the library reader -------------------------------------------------------------------------
@@ -399,7 +355,7 @@ class LibraryReader:
         rc = self._call("mxSmlGetDeviceInfo", device, ctypes.byref(info))
         if rc != MXSML_SUCCESS:
             why = f"mxSmlGetDeviceInfo returned {rc} ({self._meaning(rc)})"
-            return _settle(ChipReading(VENDOR, "", index), (VendorFault(CODE_NOT_AVAILABLE, why),))
+            return with_faults(ChipReading(VENDOR, "", index), (VendorFault(CODE_NOT_AVAILABLE, why),))
         memory = _MemoryInfo()
         has_memory = self._call("mxSmlGetMemoryInfo", device, ctypes.byref(memory)) == MXSML_SUCCESS
         ecc = _EccCounts()
@@ -430,7 +386,7 @@ class LibraryReader:
             ecc_corrected_total=int(ecc.dramCE + ecc.sramCE) if has_ecc else None,
             ecc_uncorrected_total=int(ecc.dramUE + ecc.sramUE) if has_ecc else None,
         )
-        return _settle(chip, faults)
+        return with_faults(chip, faults)
 
     def _scalar(
         self, kind: type[ctypes.c_uint] | type[ctypes.c_int], scale: float, name: str, *args: Any
@@ -463,7 +419,7 @@ class LibraryReader:
                     )
                     if rc == MXSML_SUCCESS and level.value == MXSML_TOPOLOGY_METAXLINK:
                         links.append((a, b))
-        return islands_from_links(indices, links)
+        return link_islands(links)
 
     def set_power_limit(self, index: int, watts: float) -> None:
         raise PowerLimitError(

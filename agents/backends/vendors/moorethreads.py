@@ -32,8 +32,15 @@ from typing import Any
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import units
 from agents.backends.vendors.library import LibraryUnavailable, load_library
-from agents.backends.vendors.smi_table import label_key, parse_banded_table, pci_bus_id, pick
-from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, NotASummaryTable, SnapshotError
+from agents.backends.vendors.smi_table import bus_id_text, label_key, parse_banded_table, pci_bus_id, pick
+from agents.backends.vendors.snapshot import (
+    ChipReading,
+    NodeSnapshot,
+    NotASummaryTable,
+    SnapshotError,
+    first_line,
+    link_islands,
+)
 from agents.backends.vendors.tool import SubprocessRunner, ToolError, ToolRunner, ToolTimeout
 
 log = logging.getLogger("corral.agent.moorethreads")
@@ -84,8 +91,7 @@ def parse_summary(text: str) -> NodeSnapshot:
 
 
 def _not_a_table(text: str) -> str:
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    seen = f"first line {first[:100]!r}" if first else "empty text"
+    seen = first_line(text, limit=100, empty="empty text")
     return (
         "not an mthreads-gmi summary table: expected the 'mthreads-gmi:<version>' banner and a header "
         f"'ID  Name | PCIe | %GPU  Mem'; saw {seen}"
@@ -443,26 +449,11 @@ def _bus_id(pci: Any) -> str:
         return ""
     sbdf = getattr(pci, "sbdf", b"")
     text = sbdf.decode("ascii", "replace") if isinstance(sbdf, bytes) else str(sbdf)
-    found = pci_bus_id(text)
-    if found:
-        return found
-    return f"{int(pci.segment):04x}:{int(pci.bus):02x}:{int(pci.device):02x}.0"
+    return pci_bus_id(text) or bus_id_text(int(pci.segment), int(pci.bus), int(pci.device), 0)
 
 
 def _islands(chips: Sequence[_Chip]) -> tuple[tuple[int, ...], ...]:
-    """Chips joined by UP MTLinks, as connected groups of two or more."""
-    parent = {c.index: c.index for c in chips}
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    for chip in chips:
-        for peer in chip.peers:
-            if peer in parent:
-                parent[root(peer)] = root(chip.index)
-    groups: dict[int, list[int]] = {}
-    for chip in chips:
-        groups.setdefault(root(chip.index), []).append(chip.index)
-    return tuple(sorted(tuple(sorted(g)) for g in groups.values() if len(g) > 1))
+    """Chips joined by UP MTLinks, as connected groups of two or more; a link to a chip this
+    read did not list (another node's view, a stale index) is not counted."""
+    listed = {c.index for c in chips}
+    return link_islands((c.index, peer) for c in chips for peer in c.peers if peer in listed)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 _TOKEN = re.compile(r"[^\s|]+(?: [^\s|]+)*(?:\s*/\s*[^\s|]+(?: [^\s|]+)*)*")
 _SEPARATOR_CHARS = frozenset("|+-=: ")
 _BUS_ID = re.compile(r"([0-9a-fA-F]{1,8}):([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])")
+# A whole bus id, the domain optional (efsmi prints `00:2e:00.0`, amd-smi `0000:c1:00.0`).
+_WHOLE_BUS_ID = re.compile(r"(?:([0-9a-f]{1,8}):)?([0-9a-f]{1,2}):([0-9a-f]{1,2})\.([0-7])")
 
 
 @dataclass(frozen=True)
@@ -54,16 +56,34 @@ def tokens(text: str, offset: int = 0) -> list[Token]:
     return [Token(m.group(0), m.start() + offset, m.end() + offset) for m in _TOKEN.finditer(text)]
 
 
+def bus_id_text(domain: int, bus: int, device: int, function: int) -> str:
+    """A PCI address in the sysfs spelling, lower-case `0000:13:00.0`: every reader reports bus
+    ids this way, so a vendor's CLI and library paths (and the kernel's view) agree."""
+    return f"{domain:04x}:{bus:02x}:{device:02x}.{function:x}"
+
+
 def pci_bus_id(text: str | None) -> str:
-    """`00000000:13:00.0`, `0000:13:00.0`, `13:00.0`-style bus ids as lower-case `0000:13:00.0`
-    (the sysfs spelling), so the CLI and library paths agree; "" when there is none."""
+    """The first `00000000:13:00.0` / `0000:13:00.0`-style bus id found in `text`, in the
+    sysfs spelling (`bus_id_text`); "" when there is none."""
     if not text:
         return ""
     m = _BUS_ID.search(text)
     if not m:
         return ""
     domain, bus, device, function = m.groups()
-    return f"{int(domain, 16):04x}:{int(bus, 16):02x}:{int(device, 16):02x}.{function}"
+    return bus_id_text(int(domain, 16), int(bus, 16), int(device, 16), int(function))
+
+
+def canonical_bus_id(raw: str) -> str:
+    """A whole bus id as a tool or library prints it (`00000000:03:00.0`, `00:2e:00.0`,
+    `c1:00.0`) in the sysfs spelling; text that is not a bus id comes back stripped and
+    lower-cased rather than refused, so an odd spelling still matches itself across readers."""
+    text = raw.strip().lower()
+    m = _WHOLE_BUS_ID.fullmatch(text)
+    if not m:
+        return text
+    domain, bus, device, function = m.groups()
+    return bus_id_text(int(domain or "0", 16), int(bus, 16), int(device, 16), int(function))
 
 
 def _cells(line: str, boundaries: Sequence[int]) -> dict[int, list[Token]]:

@@ -4,13 +4,20 @@ A reader (a vendor library through ctypes, or the vendor tool as a subprocess) c
 at its own edge: watts, degrees Celsius, percent, bytes. Anything the tool or library did not
 show is None, never a guess. `VendorBackend` turns snapshots into the agent's protobuf messages;
 `corral agent inventory` prints them as JSON.
+
+The rules every vendor module applies the same way live here too, so the vendors cannot drift
+apart: a board's power reported once (`share_board_power`), islands from observed links
+(`link_islands`), the power-limit range check (`check_power_range`) and what a refused text
+looked like (`first_line`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
+
+from agents.backends.base import PowerLimitError
 
 MIB = 1024**2
 
@@ -21,6 +28,13 @@ class SnapshotError(ValueError):
 
 class NotASummaryTable(SnapshotError):
     """The text is not the summary table of the vendor tool it was given as (exit code 2)."""
+
+
+def first_line(text: str, limit: int = 80, empty: str = "no text at all") -> str:
+    """What a refused text looked like, for a NotASummaryTable message: `first line '...'`
+    (cut at `limit` characters), or `empty` where the text has no non-blank line."""
+    seen = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"first line {seen[:limit]!r}" if seen else empty
 
 
 @dataclass(frozen=True)
@@ -111,6 +125,50 @@ class NodeSnapshot:
         return {d.index: d for d in self.devices}
 
 
+def share_board_power(
+    chips: Sequence[ChipReading], boards: Mapping[str, Sequence[int]]
+) -> tuple[ChipReading, ...]:
+    """`boards` maps a board id to the positions in `chips` of that board's chips. Every chip of
+    a board of two or more gets its id, and the board's power stays on the first of them that
+    shows any: a board's power is reported once, so summing chips never counts it twice."""
+    out = list(chips)
+    for board, members in boards.items():
+        if len(members) < 2:
+            continue
+        powered = [i for i in members if out[i].power_w is not None]
+        for i in members:
+            keep = not powered or i == powered[0]
+            out[i] = replace(out[i], board_id=board, power_w=out[i].power_w if keep else None)
+    return tuple(out)
+
+
+def linked_groups(nodes: Iterable[int], links: Iterable[tuple[int, int]]) -> list[tuple[int, ...]]:
+    """The connected components of a link graph over chip indices: `nodes` and any chip a link
+    names, a chip without links a component of its own. Each component is sorted; components
+    come in the order of their first chip in `nodes` (then in `links`)."""
+    parent: dict[int, int] = {n: n for n in nodes}
+
+    def root(n: int) -> int:
+        while parent.setdefault(n, n) != n:
+            parent[n] = parent[parent[n]]  # path halving keeps later lookups short
+            n = parent[n]
+        return n
+
+    for a, b in links:
+        parent[root(a)] = root(b)
+    groups: dict[int, list[int]] = {}
+    for n in list(parent):
+        groups.setdefault(root(n), []).append(n)
+    return [tuple(sorted(g)) for g in groups.values()]
+
+
+def link_islands(links: Iterable[tuple[int, int]]) -> tuple[tuple[int, ...], ...]:
+    """`NodeSnapshot.islands` from observed fast links: the chips joined directly or through each
+    other, as groups of two or more, in order. One rule for every vendor that can see its links
+    (MLU-Link, XGMI, MetaXLink, MTLink), so an island means the same thing whoever reported it."""
+    return tuple(sorted(g for g in linked_groups((), links) if len(g) > 1))
+
+
 class VendorReader(Protocol):
     """One way into one vendor's devices. `read` may raise SnapshotError (unreadable answer)
     or ToolError (the tool failed or timed out); the backend turns both into health events."""
@@ -125,3 +183,12 @@ class VendorReader(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def check_power_range(what: str, watts: float, low: float | None, high: float | None) -> None:
+    """PowerLimitError when `watts` is outside the range the vendor reported; a side it did not
+    report (None) is not checked. Every reader that sets limits refuses the same way, before
+    asking the library, so an operator sees one message whichever vendor said no."""
+    if (low is not None and watts < low) or (high is not None and watts > high):
+        shown = f"{'?' if low is None else f'{low:g}'}-{'?' if high is None else f'{high:g}'} W"
+        raise PowerLimitError(f"{what}: {watts:g} W is outside the settable {shown}")

@@ -9,15 +9,19 @@ decoded as UTF-8 with replacement, since some tools print `℃` and some print s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
+
+from agents.backends.vendors.snapshot import SnapshotError
 
 DEFAULT_TIMEOUT_S = 10.0
+_T = TypeVar("_T")
 
 
 class ToolError(RuntimeError):
@@ -77,6 +81,32 @@ class SubprocessRunner:
             tail = (err or out).decode("utf-8", "replace").strip().splitlines()[-1:] or ["no output"]
             raise ToolError(f"{command} exited with status {proc.returncode}: {tail[0][:300]}")
         return out.decode("utf-8", "replace")
+
+
+def first_installed(runner: ToolRunner, tools: Sequence[str]) -> str:
+    """The first of `tools` (a vendor's spellings, preferred first) the runner finds installed.
+    A runner that cannot look (the simulator, tests), or finds none, gets the first name, so a
+    failure names the tool an operator would look for."""
+    which = getattr(runner, "which", None)
+    if callable(which):
+        return next((tool for tool in tools if which(tool)), tools[0])
+    return tools[0]
+
+
+def run_optional(
+    runner: ToolRunner, argv: Sequence[str], parse: Callable[[str], _T], log: logging.Logger
+) -> _T | None:
+    """`parse` of what `argv` printed, or None where the tool failed or printed nothing `parse`
+    can read (logged at debug): for the extra commands a reader can do without (a release too
+    old for them). A tool that hangs still raises ToolTimeout: a wedged driver is a health event,
+    not a missing feature."""
+    try:
+        return parse(runner.run(argv))
+    except ToolTimeout:
+        raise
+    except (ToolError, SnapshotError) as e:
+        log.debug("%s gave nothing usable: %s", " ".join(argv), e)
+        return None
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import cambricon
-from agents.backends.vendors.cambricon_common import table
+from agents.backends.vendors.faults import packaged_fault_table
 from agents.backends.vendors.library import LibraryUnavailable
 from agents.backends.vendors.snapshot import MIB, ChipReading, NodeSnapshot, NotASummaryTable, VendorFault
 from agents.backends.vendors.tool import ToolError, ToolTimeout
@@ -163,7 +163,7 @@ def test_cli_reader_adds_ids_health_and_limits_from_the_detail(tool_path: Path) 
     assert c1.ecc_corrected_total == 3 and c1.ecc_uncorrected_total == 0
     # a single-bit-error warning keeps the chip in service (early warning only)
     assert c1.faults == (VendorFault(1014, "CNDEV_FR_SBE_VIOLATION"),)
-    assert c1.healthy and table().lookup(1014).fault_class.early_warning
+    assert c1.healthy and packaged_fault_table("cambricon").lookup(1014).fault_class.early_warning
     assert not c0.power_limit_settable
 
 
@@ -173,7 +173,7 @@ def test_cli_reader_unhealthy_chip_maps_its_codes_to_actions(tool_path: Path) ->
     assert c0.healthy and not c1.healthy
     assert [f.code for f in c1.faults] == [15, 1015, 2000]
     assert c1.faults[0].text == "CNDEV_XID_DBE_ECC_ERROR"
-    meanings = {f.code: table().lookup(f.code) for f in c1.faults}
+    meanings = {f.code: packaged_fault_table("cambricon").lookup(f.code) for f in c1.faults}
     assert meanings[15].class_name == "SeparateMLU" and meanings[15].critical
     assert meanings[15].fault_class.blame == "hardware"
     assert meanings[1015].class_name == "SeparateMLU"
@@ -432,9 +432,12 @@ def test_rendered_cnmon_of_a_hand_built_node() -> None:
     node = NodeSnapshot("cambricon", "sim", chips, "mlu-link", cambricon.documented_islands(chips))
     again = cambricon.CliReader(runner=RenderedCnmon(node)).read()
     assert again.devices == node.devices and again.islands == node.islands
-    assert table().lookup(again.devices[3].faults[0].code).class_name == "ResetMLU"
+    assert packaged_fault_table("cambricon").lookup(again.devices[3].faults[0].code).class_name == "ResetMLU"
     assert [f.text for f in again.devices[2].faults] == ["XID_99", "INCIDENT_77", "CODE_2250"]
-    assert table().lookup(2102).class_name == "WaitForDriver" and not again.devices[1].healthy
+    assert (
+        packaged_fault_table("cambricon").lookup(2102).class_name == "WaitForDriver"
+        and not again.devices[1].healthy
+    )
 
 
 def test_rendered_cnmon_refuses_other_commands() -> None:

@@ -12,8 +12,9 @@ import pytest
 
 from agents.backends.base import PowerLimitError
 from agents.backends.vendors import hygon
+from agents.backends.vendors.faults import packaged_fault_table
 from agents.backends.vendors.hygon_cli import parse_json
-from agents.backends.vendors.hygon_common import assemble, table
+from agents.backends.vendors.hygon_common import assemble
 from agents.backends.vendors.library import LibraryUnavailable
 from agents.backends.vendors.snapshot import MIB, ChipReading, NodeSnapshot, NotASummaryTable, SnapshotError
 from agents.backends.vendors.tool import SubprocessRunner, ToolTimeout
@@ -217,7 +218,7 @@ def test_cli_reader_unhealthy_dcu_maps_its_block_to_an_action(tool_path: Path) -
     assert not sick.healthy and all(c.healthy for c in chips if c.index != 2)
     assert (sick.ecc_corrected_total, sick.ecc_uncorrected_total) == (5, 2)
     assert [f.code for f in sick.faults] == [1]
-    meaning = table().lookup(sick.faults[0].code)
+    meaning = packaged_fault_table("hygon").lookup(sick.faults[0].code)
     assert (
         meaning.class_name == "SeparateDCU" and meaning.critical and meaning.fault_class.blame == "hardware"
     )
