@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -14,6 +15,7 @@ import typer
 from scheduler.cli.common import Output, OutputOpt, console, print_json
 from scheduler.cli.errors import CliError, ExitCode
 
+PARSER_NVIDIA = "agents.backends.vendors.nvidia_smi"
 BackendOpt = Annotated[
     str,
     typer.Option(
@@ -64,16 +66,12 @@ def _parsed(vendor: str, path: Path) -> dict[str, Any]:
         raise CliError(
             f"--parse: unknown vendor {vendor!r}; known: {', '.join(VENDOR_NAMES)}", ExitCode.BAD_INPUT
         )
-    if name not in DOMESTIC:
-        raise CliError(
-            f"--parse {name}: no saved-table parser for NVIDIA; run `corral agent inventory` on the node",
-            ExitCode.BAD_INPUT,
-        )
     try:
         text = path.read_bytes().decode("utf-8", "replace")
     except OSError as e:
         raise CliError(f"--parse: cannot read {path}: {e.strerror or e}", ExitCode.BAD_INPUT) from None
-    module = vendor_module(name)
+    # NVIDIA's devices are read through NVML; its module here only parses saved nvidia-smi tables.
+    module = vendor_module(name) if name in DOMESTIC else importlib.import_module(PARSER_NVIDIA)
     try:
         snap = module.parse_summary(text)
     except SnapshotError as e:

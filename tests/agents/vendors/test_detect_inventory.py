@@ -86,6 +86,7 @@ SUMMARY_TABLES = {
     "kunlunxin": "xpu_smi_5.0.21.26_p800_oam.txt",
     "enflame": "efsmi_1.2.0.301_s60.txt",
     "amd": "amd-smi_26.2.1_mi355x_x2.txt",
+    "nvidia": "nvidia-smi_535.154.05_a100.txt",
 }
 REQUIRED = (
     "vendor",
