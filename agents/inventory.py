@@ -15,7 +15,7 @@ from typing import Any
 from corral.v1 import common_pb2
 
 from agents.backends.base import DeviceBackend
-from agents.backends.vendors.snapshot import MIB, NodeSnapshot
+from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot
 
 
 def snapshot_report(snap: NodeSnapshot) -> dict[str, Any]:
@@ -53,23 +53,25 @@ def backend_report(backend: DeviceBackend) -> dict[str, Any]:
 
 
 def _device_summary(d: common_pb2.Device, t: common_pb2.DeviceTelemetry | None) -> dict[str, Any]:
-    return {
-        "vendor": d.vendor,
-        "model": d.model,
-        "index": d.index,
-        "uuid": d.uuid or None,
-        "bus_id": d.bus_id or None,
-        "board_id": d.board_id or None,
-        "memory_total_mib": round(d.memory_bytes / MIB),
-        "memory_used_mib": round(t.memory_used_bytes / MIB) if t else None,
-        "power_w": t.power_w if t else None,
-        "power_limit_w": (t.power_limit_w if t and t.power_limit_w else d.power_limit_default_w) or None,
-        "power_limit_settable": d.power_limit_settable,
-        "temperature_c": t.temperature_c if t else None,
-        "utilization_pct": t.utilization_pct if t else None,
+    """A registered device in the snapshot's JSON shape (ChipReading.summary), so every backend
+    prints the same fields."""
+    limit = (t.power_limit_w if t and t.power_limit_w else d.power_limit_default_w) or None
+    chip = ChipReading(
+        vendor=d.vendor,
+        model=d.model,
+        index=d.index,
+        uuid=d.uuid,
+        bus_id=d.bus_id,
+        board_id=d.board_id,
+        memory_total_bytes=d.memory_bytes,
+        memory_used_bytes=t.memory_used_bytes if t else None,
+        power_w=t.power_w if t else None,
+        power_limit_w=limit,
+        power_limit_settable=d.power_limit_settable,
+        temperature_c=t.temperature_c if t else None,
+        utilization_pct=t.utilization_pct if t else None,
         # A device that answers a sample is healthy as far as the agent alone can tell; the
         # control plane's view (faults, history) is `corral node NAME`.
-        "healthy": t is not None,
-        "faults": [],
-        "ids": {},
-    }
+        healthy=t is not None,
+    )
+    return chip.summary()

@@ -31,10 +31,13 @@ def detect_backend(
     if simulate_profile is not None:
         return _simulated(simulate_profile, node_name)
     if backend == "nvidia":
-        return _nvml_required()
+        nvidia = _nvml()
+        if nvidia is None:
+            raise NoDeviceBackend("--backend nvidia: NVML found no device (is the NVIDIA driver loaded?)")
+        return nvidia
     if backend != "auto":
         return vendor_backend(backend, via)
-    nvml = _nvml(required=False)
+    nvml = _nvml()
     if nvml is not None:
         return nvml
     from agents.backends.vendors.registry import detect_vendors
@@ -67,22 +70,14 @@ def vendor_backend(vendor: str, via: str = "auto") -> DeviceBackend:
     return backend
 
 
-def _nvml(*, required: bool) -> DeviceBackend | None:
+def _nvml() -> DeviceBackend | None:
     from agents.backends.nvml import NvmlBackend, nvml_device_count
 
     count = nvml_device_count()
-    if count:
-        log.info("NVML backend: %d device(s)", count)
-        return NvmlBackend()
-    if required:
-        raise NoDeviceBackend("--backend nvidia: NVML found no device (is the NVIDIA driver loaded?)")
-    return None
-
-
-def _nvml_required() -> DeviceBackend:
-    backend = _nvml(required=True)
-    assert backend is not None  # _nvml raises instead
-    return backend
+    if not count:
+        return None
+    log.info("NVML backend: %d device(s)", count)
+    return NvmlBackend()
 
 
 def _simulated(profile: Path, node_name: str | None) -> DeviceBackend:

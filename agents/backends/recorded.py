@@ -65,6 +65,9 @@ class _SimulatedTool:
         self.sim, self.module, self.base = sim, module, base
         self._lock = threading.Lock()
         self._state: tuple[float, NodeSnapshot] | None = None
+        # The simulator's sample behind the last rendered state, by position: what the tool
+        # does not print is taken from it rather than from a second sample.
+        self.samples: dict[int, common_pb2.DeviceTelemetry] = {}
 
     def run(self, argv: Sequence[str]) -> str:
         text: str = self.module.render_tool_output(argv, self.state())
@@ -78,7 +81,7 @@ class _SimulatedTool:
             return self._state[1]
 
     def _render_state(self) -> NodeSnapshot:
-        samples = {t.index: t for t in self.sim.sample()}
+        samples = self.samples = {t.index: t for t in self.sim.sample()}
         table = fault_table(self.base.vendor)
         # The simulator models each chip; a board's reading is the sum of its chips, shown on
         # the chip the recorded table showed it on.
@@ -121,8 +124,10 @@ class RecordedSimBackend(VendorBackend):
         module, base = recorded_base(profile)
         self.sim = SimulatedBackend(profile, node_name=node_name)
         self.profile = profile
-        self._positions = {chip.index: position for position, chip in enumerate(base.devices)}
-        reader = module.CliReader(_SimulatedTool(self.sim, module, base))
+        self._indices = [chip.index for chip in base.devices]  # by simulator position
+        self._positions = {index: position for position, index in enumerate(self._indices)}
+        self._tool = _SimulatedTool(self.sim, module, base)
+        reader = module.CliReader(self._tool)
         super().__init__(
             reader,
             visibility_env=self.sim.visibility_env,
@@ -137,7 +142,7 @@ class RecordedSimBackend(VendorBackend):
         return self._positions.get(index, index)
 
     def _index(self, position: int) -> int:
-        return next((i for i, p in self._positions.items() if p == position), position)
+        return self._indices[position] if 0 <= position < len(self._indices) else position
 
     def inventory(self) -> list[common_pb2.Device]:
         """The parsed devices, with what the simulator stands in for: the library's power-limit
@@ -162,7 +167,7 @@ class RecordedSimBackend(VendorBackend):
 
     def sample(self) -> list[common_pb2.DeviceTelemetry]:
         parsed = super().sample()
-        extras = {t.index: t for t in self.sim.sample()}
+        extras = self._tool.samples
         for t in parsed:
             sim = extras.get(self._position(t.index))
             if sim is None:

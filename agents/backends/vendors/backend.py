@@ -23,7 +23,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from corral.v1 import common_pb2
 
 from agents.backends.base import BackendError, DeviceBackend, NodeInfo, host_node_info
-from agents.backends.vendors.faults import SEVERITY_BY_NAME, fault_table
+from agents.backends.vendors.faults import SEVERITY_BY_NAME, describe_code
 from agents.backends.vendors.snapshot import ChipReading, NodeSnapshot, SnapshotError, VendorReader
 from agents.backends.vendors.tool import ToolError
 from agents.timeutil import timestamp
@@ -66,7 +66,6 @@ class VendorBackend(DeviceBackend):
         self._node_info = node_info
         self._lock = threading.Lock()
         self._pending: Future[NodeSnapshot] | None = None
-        self._table = fault_table(reader.vendor)
         self._reported: dict[int, set[int]] = {}  # fault codes already sent, per chip
         self._critical_seen: set[int] = set()
         self._lost: set[int] = set()
@@ -230,20 +229,16 @@ class VendorBackend(DeviceBackend):
             if fault.code in reported:
                 continue
             reported.add(fault.code)
-            severity, label = common_pb2.SEVERITY_WARNING, f"code {fault.code}"
-            if self._table is not None:
-                meaning = self._table.lookup(fault.code)
-                severity = SEVERITY_BY_NAME[meaning.fault_class.severity]
-                label = f"{self._table.format_code(fault.code)} {meaning.name} ({meaning.class_name})"
-                if meaning.critical:
-                    self._critical_seen.add(index)
+            severity, label = describe_code(self.reader.vendor, fault.code)
+            if severity == "critical":
+                self._critical_seen.add(index)
             text = f": {fault.text}" if fault.text and fault.text not in label else ""
             self._emit_health(
                 self._event(
                     index,
                     common_pb2.HEALTH_EVENT_KIND_VENDOR,
-                    severity,
-                    f"{chip.vendor} {label}{text}",
+                    SEVERITY_BY_NAME[severity],
+                    f"{label}{text}",
                     code=fault.code,
                 )
             )
